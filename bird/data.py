@@ -1,0 +1,156 @@
+"""Load a BIRD split laid out as the official release unzips.
+
+    <split_dir>/<name>.json                      questions (question_id, db_id, question, ...)
+    <split_dir>/<name>_tables.json               Spider-style schemas (optional: train lacks it)
+    <split_dir>/<name>_databases/<db>/<db>.sqlite
+    <split_dir>/<name>_databases/<db>/database_description/*.csv
+
+Examples whose database is absent are kept and reported (`missing_databases`), never
+silently dropped: the train subset shipped here has 69 db_ids but one database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Difficulty = Literal["simple", "moderate", "challenging"]
+DIFFICULTIES: tuple[Difficulty, ...] = ("simple", "moderate", "challenging")
+
+
+class BirdDataError(ValueError):
+    """A BIRD split that cannot be read; the message names the file and what to do."""
+
+
+class BirdExample(BaseModel):
+    """One question of a split. JSON field `SQL` maps to `sql`."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+
+    question_id: int
+    db_id: str
+    question: str
+    evidence: str = ""
+    sql: str = Field(alias="SQL")
+    difficulty: Difficulty | None = None
+
+
+@dataclass
+class BirdSplit:
+    """A split's questions plus where its databases live."""
+
+    name: str
+    root: Path
+    examples: list[BirdExample]
+    _by_id: dict[int, BirdExample] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._by_id = {example.question_id: example for example in self.examples}
+
+    @property
+    def databases_dir(self) -> Path:
+        return self.root / f"{self.name}_databases"
+
+    @property
+    def tables_path(self) -> Path:
+        return self.root / f"{self.name}_tables.json"
+
+    def database_path(self, db_id: str) -> Path:
+        return self.databases_dir / db_id / f"{db_id}.sqlite"
+
+    def description_dir(self, db_id: str) -> Path:
+        return self.databases_dir / db_id / "database_description"
+
+    def has_database(self, db_id: str) -> bool:
+        return self.database_path(db_id).is_file()
+
+    def db_ids(self) -> list[str]:
+        """Distinct db_ids in first-appearance order."""
+        return list(dict.fromkeys(example.db_id for example in self.examples))
+
+    def executable_examples(self) -> list[BirdExample]:
+        present = {db_id for db_id in self.db_ids() if self.has_database(db_id)}
+        return [example for example in self.examples if example.db_id in present]
+
+    def missing_databases(self) -> dict[str, int]:
+        """db_id -> number of examples whose database file is absent."""
+        counts = Counter(example.db_id for example in self.examples)
+        return {db_id: n for db_id, n in counts.items() if not self.has_database(db_id)}
+
+    def example(self, question_id: int) -> BirdExample:
+        try:
+            return self._by_id[question_id]
+        except KeyError:
+            raise KeyError(
+                f"question_id {question_id} is not in split {self.name!r} ({self.root})"
+            ) from None
+
+    @property
+    def has_difficulty(self) -> bool:
+        return any(example.difficulty is not None for example in self.examples)
+
+
+def _split_name(split_dir: Path) -> str:
+    """The split's name: `<name>.json` beside `<name>_databases` or `<name>_tables.json`."""
+    candidates = [
+        path.stem
+        for path in sorted(split_dir.glob("*.json"))
+        if not path.stem.endswith("_tables")
+        and (
+            (split_dir / f"{path.stem}_databases").is_dir()
+            or (split_dir / f"{path.stem}_tables.json").is_file()
+        )
+    ]
+    if split_dir.name in candidates:
+        return split_dir.name
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise BirdDataError(
+            f"{split_dir}: no BIRD split found; expected <name>.json next to "
+            f"<name>_databases/ (for example dev.json and dev_databases/)"
+        )
+    raise BirdDataError(
+        f"{split_dir}: several splits found ({', '.join(candidates)}); "
+        f"point --data at a folder that holds one"
+    )
+
+
+def load_split(split_dir: Path | str) -> BirdSplit:
+    """Read a split directory; raise BirdDataError naming the file and record on bad input."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise BirdDataError(f"{split_dir}: not a directory; pass the folder holding <split>.json")
+    name = _split_name(split_dir)
+    questions_path = split_dir / f"{name}.json"
+    try:
+        raw = json.loads(questions_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise BirdDataError(
+            f"{questions_path}:{error.lineno}: not valid JSON ({error.msg})"
+        ) from error
+    if not isinstance(raw, list):
+        raise BirdDataError(f"{questions_path}: expected a JSON list of questions")
+    examples: list[BirdExample] = []
+    seen: dict[int, int] = {}
+    for position, record in enumerate(raw):
+        try:
+            example = BirdExample.model_validate(record)
+        except ValidationError as error:
+            raise BirdDataError(
+                f"{questions_path}: record {position} is not a BIRD question: "
+                f"{error.errors()[0]['loc']} {error.errors()[0]['msg']}"
+            ) from error
+        if example.question_id in seen:
+            raise BirdDataError(
+                f"{questions_path}: question_id {example.question_id} appears at records "
+                f"{seen[example.question_id]} and {position}"
+            )
+        seen[example.question_id] = position
+        examples.append(example)
+    return BirdSplit(name=name, root=split_dir, examples=examples)

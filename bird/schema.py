@@ -1,0 +1,334 @@
+"""Database schemas, and their rendering as CREATE TABLE text for prompts.
+
+The schema is read from the SQLite file itself (the train split of the release has no
+tables.json); `<split>_tables.json` is the fallback when a database file is absent. Rendering is
+deterministic: tables and columns in database order, samples in the order SQLite returns them
+from an unchanged file.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from bird.data import BirdDataError, BirdSplit
+from bird.descriptions import ColumnDescription, read_descriptions
+
+SAMPLE_QUERY_SECONDS = 0.5  # a sample that needs a long scan is not worth waiting for
+SAMPLE_VALUE_CHARS = 40
+COMMENT_CHARS = 200
+
+
+class ForeignKey(BaseModel):
+    columns: list[str]
+    ref_table: str
+    ref_columns: list[str]
+
+
+class ColumnSchema(BaseModel):
+    name: str
+    type: str = ""
+    description: str = ""
+    value_description: str = ""
+    samples: list[str] = []  # already rendered as SQL literals
+
+
+class TableSchema(BaseModel):
+    name: str
+    columns: list[ColumnSchema]
+    primary_key: list[str] = []
+    foreign_keys: list[ForeignKey] = []
+
+
+class DatabaseSchema(BaseModel):
+    db_id: str
+    tables: list[TableSchema]
+
+
+# SQLite's reserved words (sqlite.org/lang_keywords.html): names equal to one need quotes.
+_SQLITE_KEYWORDS = frozenset(
+    """ABORT ACTION ADD AFTER ALL ALTER ALWAYS ANALYZE AND AS ASC ATTACH AUTOINCREMENT BEFORE
+    BEGIN BETWEEN BY CASCADE CASE CAST CHECK COLLATE COLUMN COMMIT CONFLICT CONSTRAINT CREATE
+    CROSS CURRENT CURRENT_DATE CURRENT_TIME CURRENT_TIMESTAMP DATABASE DEFAULT DEFERRABLE
+    DEFERRED DELETE DESC DETACH DISTINCT DO DROP EACH ELSE END ESCAPE EXCEPT EXCLUDE EXCLUSIVE
+    EXISTS EXPLAIN FAIL FILTER FIRST FOLLOWING FOR FOREIGN FROM FULL GENERATED GLOB GROUP GROUPS
+    HAVING IF IGNORE IMMEDIATE IN INDEX INDEXED INITIALLY INNER INSERT INSTEAD INTERSECT INTO IS
+    ISNULL JOIN KEY LAST LEFT LIKE LIMIT MATCH MATERIALIZED NATURAL NO NOT NOTHING NOTNULL NULL
+    NULLS OF OFFSET ON OR ORDER OTHERS OUTER OVER PARTITION PLAN PRAGMA PRECEDING PRIMARY QUERY
+    RAISE RANGE RECURSIVE REFERENCES REGEXP REINDEX RELEASE RENAME REPLACE RESTRICT RETURNING
+    RIGHT ROLLBACK ROW ROWS SAVEPOINT SELECT SET TABLE TEMP TEMPORARY THEN TIES TO TRANSACTION
+    TRIGGER UNBOUNDED UNION UNIQUE UPDATE USING VACUUM VALUES VIEW VIRTUAL WHEN WHERE WINDOW
+    WITH WITHOUT""".split()
+)
+
+
+def quote_identifier(name: str) -> str:
+    """Quote only where SQLite needs it, so prompts stay readable (BIRD has `Free Meal Count`)."""
+    plain = name.replace("_", "a").isascii() and name.replace("_", "a").isalnum()
+    if plain and not name[0].isdigit() and name.upper() not in _SQLITE_KEYWORDS:
+        return name
+    return always_quote(name)
+
+
+def always_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_literal(value: object) -> str | None:
+    if isinstance(value, bool | int | float):
+        return repr(value)
+    if isinstance(value, str):
+        text = " ".join(value.split())
+        if len(text) > SAMPLE_VALUE_CHARS:
+            text = text[: SAMPLE_VALUE_CHARS - 3] + "..."
+        return "'" + text.replace("'", "''") + "'"
+    return None  # blobs tell a reader nothing
+
+
+def _connect_read_only(db_path: Path) -> sqlite3.Connection:
+    # Our own introspection queries (not model SQL): a read-only connection is enough.
+    return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+
+
+def _sample_values(
+    connection: sqlite3.Connection, table: str, column: str, count: int
+) -> list[str]:
+    deadline = time.monotonic() + SAMPLE_QUERY_SECONDS
+    connection.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+    try:
+        rows = connection.execute(
+            f"SELECT DISTINCT {always_quote(column)} FROM {always_quote(table)} "
+            f"WHERE {always_quote(column)} IS NOT NULL LIMIT {int(count)}"
+        ).fetchall()
+    except sqlite3.OperationalError:  # interrupted by the deadline, or an odd column
+        rows = []
+    finally:
+        connection.set_progress_handler(None, 0)
+    literals = (_sql_literal(row[0]) for row in rows)
+    return [literal for literal in literals if literal is not None]
+
+
+def read_database_schema(
+    db_path: Path,
+    db_id: str | None = None,
+    descriptions: dict[tuple[str, str], ColumnDescription] | None = None,
+    sample_values: int = 3,
+) -> DatabaseSchema:
+    """Tables, columns, keys and sample values of a SQLite file, with BIRD's descriptions."""
+    if not db_path.is_file():
+        raise BirdDataError(f"{db_path}: database file not found")
+    descriptions = descriptions or {}
+    connection = _connect_read_only(db_path)
+    try:
+        table_names = [
+            row[0]
+            for row in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
+            )
+        ]
+        tables = []
+        for table in table_names:
+            info = connection.execute(f"PRAGMA table_info({always_quote(table)})").fetchall()
+            primary_key = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5] > 0]
+            columns = []
+            for _, name, column_type, _, _, _ in info:
+                description = descriptions.get((table.lower(), name.lower()))
+                columns.append(
+                    ColumnSchema(
+                        name=name,
+                        type=column_type or "",
+                        description=_column_comment(description),
+                        value_description=description.value_description if description else "",
+                        samples=_sample_values(connection, table, name, sample_values)
+                        if sample_values > 0
+                        else [],
+                    )
+                )
+            tables.append(
+                TableSchema(
+                    name=table,
+                    columns=columns,
+                    primary_key=primary_key,
+                    foreign_keys=_foreign_keys(connection, table),
+                )
+            )
+    finally:
+        connection.close()
+    return DatabaseSchema(db_id=db_id or db_path.stem, tables=tables)
+
+
+def _column_comment(description: ColumnDescription | None) -> str:
+    if description is None:
+        return ""
+    parts = []
+    readable = description.readable_name
+    if readable and readable.lower().replace(" ", "_") != description.column.lower():
+        parts.append(readable)
+    if description.description and description.description.lower() != readable.lower():
+        parts.append(description.description)
+    return ": ".join(parts)
+
+
+def _foreign_keys(connection: sqlite3.Connection, table: str) -> list[ForeignKey]:
+    rows = connection.execute(f"PRAGMA foreign_key_list({always_quote(table)})").fetchall()
+    grouped: dict[int, list[tuple]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    keys = []
+    for key_id in sorted(grouped):
+        parts = sorted(grouped[key_id], key=lambda row: row[1])
+        ref_table = parts[0][2]
+        ref_columns = [row[4] for row in parts]
+        if any(column is None for column in ref_columns):
+            # `REFERENCES t` without columns means t's primary key.
+            info = connection.execute(f"PRAGMA table_info({always_quote(ref_table)})").fetchall()
+            pk = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5] > 0]
+            ref_columns = pk if len(pk) == len(parts) else [c or "" for c in ref_columns]
+        keys.append(
+            ForeignKey(
+                columns=[row[3] for row in parts], ref_table=ref_table, ref_columns=ref_columns
+            )
+        )
+    return keys
+
+
+def read_tables_json_schema(tables_path: Path, db_id: str) -> DatabaseSchema:
+    """Fallback for a database whose file is absent: the Spider-style `<split>_tables.json`."""
+    entries = json.loads(tables_path.read_text(encoding="utf-8"))
+    entry = next((item for item in entries if item.get("db_id") == db_id), None)
+    if entry is None:
+        raise BirdDataError(f"{tables_path}: no schema for db_id {db_id!r}")
+    table_names = entry["table_names_original"]
+    columns_by_table: list[list[ColumnSchema]] = [[] for _ in table_names]
+    column_refs: list[tuple[int, str]] = []
+    for (table_index, name), column_type in zip(
+        entry["column_names_original"], entry["column_types"], strict=True
+    ):
+        column_refs.append((table_index, name))
+        if table_index >= 0:
+            columns_by_table[table_index].append(ColumnSchema(name=name, type=column_type.upper()))
+    primary_keys: list[list[str]] = [[] for _ in table_names]
+    for key in entry.get("primary_keys", []):
+        for column_index in key if isinstance(key, list) else [key]:
+            table_index, name = column_refs[column_index]
+            primary_keys[table_index].append(name)
+    foreign_keys: list[list[ForeignKey]] = [[] for _ in table_names]
+    for source, target in entry.get("foreign_keys", []):
+        source_table, source_column = column_refs[source]
+        target_table, target_column = column_refs[target]
+        foreign_keys[source_table].append(
+            ForeignKey(
+                columns=[source_column],
+                ref_table=table_names[target_table],
+                ref_columns=[target_column],
+            )
+        )
+    tables = [
+        TableSchema(
+            name=name,
+            columns=columns_by_table[index],
+            primary_key=primary_keys[index],
+            foreign_keys=foreign_keys[index],
+        )
+        for index, name in enumerate(table_names)
+    ]
+    return DatabaseSchema(db_id=db_id, tables=tables)
+
+
+def load_schema(split: BirdSplit, db_id: str, sample_values: int = 3) -> DatabaseSchema:
+    """The schema of one of a split's databases, from its file or else from tables.json."""
+    descriptions = read_descriptions(split.description_dir(db_id))
+    if split.has_database(db_id):
+        return read_database_schema(
+            split.database_path(db_id), db_id, descriptions, sample_values=sample_values
+        )
+    if split.tables_path.is_file():
+        return read_tables_json_schema(split.tables_path, db_id)
+    raise BirdDataError(
+        f"no schema for {db_id!r}: neither {split.database_path(db_id)} nor "
+        f"{split.tables_path} exists; add the database folder to {split.databases_dir}"
+    )
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Levels of detail, richest first; a size budget walks down them until the text fits.
+_DETAIL_LEVELS = (
+    {"value_descriptions": True, "samples": True, "descriptions": True},
+    {"value_descriptions": False, "samples": True, "descriptions": True},
+    {"value_descriptions": False, "samples": False, "descriptions": True},
+    {"value_descriptions": False, "samples": False, "descriptions": False},
+)
+
+
+def _render_table(
+    table: TableSchema, value_descriptions: bool, samples: bool, descriptions: bool
+) -> str:
+    single_pk = table.primary_key[0] if len(table.primary_key) == 1 else None
+    lines: list[tuple[str, str]] = []
+    for column in table.columns:
+        definition = quote_identifier(column.name)
+        if column.type:
+            definition += f" {column.type}"
+        if column.name == single_pk:
+            definition += " PRIMARY KEY"
+        comment_parts = []
+        if descriptions and column.description:
+            comment_parts.append(column.description)
+        if samples and column.samples:
+            comment_parts.append("examples: " + ", ".join(column.samples))
+        if value_descriptions and column.value_description:
+            # Last, as it is the longest and the least often needed part of the comment.
+            comment_parts.append(f"values: {column.value_description}")
+        comment = _truncate("; ".join(comment_parts), COMMENT_CHARS) if comment_parts else ""
+        lines.append((definition, comment))
+    constraints = []
+    if len(table.primary_key) > 1:
+        keys = ", ".join(quote_identifier(name) for name in table.primary_key)
+        constraints.append(f"PRIMARY KEY ({keys})")
+    for key in table.foreign_keys:
+        source = ", ".join(quote_identifier(name) for name in key.columns)
+        target = ", ".join(quote_identifier(name) for name in key.ref_columns)
+        constraints.append(
+            f"FOREIGN KEY ({source}) REFERENCES {quote_identifier(key.ref_table)} ({target})"
+        )
+    items = [definition for definition, _ in lines] + constraints
+    body = []
+    for position, item in enumerate(items):
+        separator = "," if position < len(items) - 1 else ""
+        comment = lines[position][1] if position < len(lines) else ""
+        body.append(f"  {item}{separator}" + (f" -- {comment}" if comment else ""))
+    return f"CREATE TABLE {quote_identifier(table.name)} (\n" + "\n".join(body) + "\n);"
+
+
+def render_schema(schema: DatabaseSchema, max_chars: int | None = None) -> str:
+    """CREATE TABLE statements with keys, descriptions and samples as comments.
+
+    With `max_chars`, detail is dropped level by level (value descriptions, then samples, then
+    column descriptions) and, if the bare schema still does not fit, trailing tables are left
+    out with a note saying how many.
+    """
+    rendered = ""
+    for level in _DETAIL_LEVELS:
+        tables = [_render_table(table, **level) for table in schema.tables]
+        rendered = "\n\n".join(tables)
+        if max_chars is None or len(rendered) <= max_chars:
+            return rendered
+    kept: list[str] = []
+    for table_text in tables:
+        omitted_after = len(tables) - len(kept) - 1
+        if len("\n\n".join([*kept, table_text]) + _omission_note(omitted_after)) > max_chars:
+            break
+        kept.append(table_text)
+    return "\n\n".join(kept) + _omission_note(len(tables) - len(kept))
+
+
+def _omission_note(omitted: int) -> str:
+    return f"\n\n-- {omitted} more tables omitted to fit the size budget" if omitted else ""

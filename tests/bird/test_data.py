@@ -1,0 +1,96 @@
+"""Loading BIRD splits: the real dev and train files, and clear errors on broken ones."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bird.data import BirdDataError, load_split
+
+
+def test_dev_split_matches_its_readme(dev_dir: Path) -> None:
+    split = load_split(dev_dir)
+    assert split.name == "dev"
+    assert len(split.examples) == 287
+    # Counts stated in ../shared/bird/README.md.
+    assert Counter(e.difficulty for e in split.examples) == {
+        "simple": 182,
+        "moderate": 81,
+        "challenging": 24,
+    }
+    assert Counter(e.db_id for e in split.examples) == {"superhero": 129, "student_club": 158}
+    assert split.missing_databases() == {}
+    assert len(split.executable_examples()) == 287
+    assert split.has_difficulty
+
+
+def test_dev_order_is_the_official_position(dev_dir: Path) -> None:
+    """Official prediction files pair by position: examples must keep dev.json's order."""
+    split = load_split(dev_dir)
+    gold_lines = (dev_dir / "dev_gold.sql").read_text(encoding="utf-8").splitlines()
+    assert len(gold_lines) == len(split.examples)
+    for example, line in zip(split.examples, gold_lines, strict=True):
+        sql, db_id = line.rsplit("\t", 1)
+        assert (example.sql.strip(), example.db_id) == (sql.strip(), db_id)
+
+
+def test_train_split_reports_missing_databases(train_dir: Path) -> None:
+    split = load_split(train_dir)
+    raw = json.loads((train_dir / "train.json").read_text(encoding="utf-8"))
+    assert len(split.examples) == len(raw) == 6601
+    assert not split.has_difficulty
+    executable = split.executable_examples()
+    assert {e.db_id for e in executable} == {"beer_factory"}
+    assert len(executable) == sum(1 for r in raw if r["db_id"] == "beer_factory")
+    missing = split.missing_databases()
+    assert "beer_factory" not in missing
+    assert sum(missing.values()) + len(executable) == len(raw)
+    assert len(missing) == len({r["db_id"] for r in raw}) - 1
+
+
+def test_example_lookup(dev_dir: Path) -> None:
+    split = load_split(dev_dir)
+    first = split.examples[0]
+    assert split.example(first.question_id) is first
+    with pytest.raises(KeyError, match="question_id 99999999"):
+        split.example(99999999)
+
+
+def _write_split(folder: Path, payload: str) -> Path:
+    folder.mkdir()
+    (folder / "dev.json").write_text(payload, encoding="utf-8")
+    (folder / "dev_databases").mkdir()
+    return folder
+
+
+def test_broken_json_names_file_and_line(tmp_path: Path) -> None:
+    folder = _write_split(tmp_path / "dev", '[\n{"question_id": 1,\n oops}\n]')
+    with pytest.raises(BirdDataError, match=r"dev\.json:3"):
+        load_split(folder)
+
+
+def test_record_without_sql_names_the_record(tmp_path: Path) -> None:
+    records = [
+        {"question_id": 1, "db_id": "a", "question": "q", "SQL": "SELECT 1"},
+        {"question_id": 2, "db_id": "a", "question": "q"},
+    ]
+    folder = _write_split(tmp_path / "dev", json.dumps(records))
+    with pytest.raises(BirdDataError, match=r"record 1 .*SQL"):
+        load_split(folder)
+
+
+def test_duplicate_question_ids_are_refused(tmp_path: Path) -> None:
+    record = {"question_id": 7, "db_id": "a", "question": "q", "SQL": "SELECT 1"}
+    folder = _write_split(tmp_path / "dev", json.dumps([record, record]))
+    with pytest.raises(BirdDataError, match="question_id 7 appears at records 0 and 1"):
+        load_split(folder)
+
+
+def test_folder_without_a_split(tmp_path: Path) -> None:
+    with pytest.raises(BirdDataError, match="no BIRD split found"):
+        load_split(tmp_path)
+    with pytest.raises(BirdDataError, match="not a directory"):
+        load_split(tmp_path / "absent")

@@ -1,0 +1,55 @@
+"""Shared fixtures: where the real BIRD files are, and whether their absence is fatal.
+
+Tests that need ../shared/bird skip with a reason when it is missing, except where
+BIRD_REQUIRED=1 (as in CI), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bird_root() -> Path:
+    configured = os.environ.get("BIRD_ROOT")
+    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "bird"
+
+
+def _require(path: Path, what: str) -> Path:
+    if path.exists():
+        return path
+    message = f"{what} not found at {path} (set BIRD_ROOT to the folder holding dev/ and train/)"
+    if os.environ.get("BIRD_REQUIRED") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def bird_root() -> Path:
+    return _require(_bird_root(), "BIRD data")
+
+
+@pytest.fixture(scope="session")
+def dev_dir(bird_root: Path) -> Path:
+    return _require(bird_root / "dev", "BIRD dev split")
+
+
+@pytest.fixture(scope="session")
+def train_dir(bird_root: Path) -> Path:
+    return _require(bird_root / "train", "BIRD train split")
+
+
+@pytest.fixture(scope="session")
+def superhero_db(dev_dir: Path) -> Path:
+    return _require(dev_dir / "dev_databases" / "superhero" / "superhero.sqlite", "superhero db")
+
+
+@pytest.fixture(scope="session")
+def beer_factory_db(train_dir: Path) -> Path:
+    return _require(
+        train_dir / "train_databases" / "beer_factory" / "beer_factory.sqlite", "beer_factory db"
+    )
