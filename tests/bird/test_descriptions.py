@@ -43,7 +43,7 @@ def test_windows_1252_file_of_the_release_decodes(dev_dir: Path) -> None:
 def test_encodings_and_stray_whitespace(tmp_path: Path, encoding: str, prefix: bytes) -> None:
     text = (
         " Original_Column_Name , column_name,column_description ,data_format,value_description\r\n"
-        "  Caf\u00e9Id ,caf\u00e9 id,\"  the   id\r\n of a caf\u00e9 \",integer,\r\n"
+        '  Caf\u00e9Id ,caf\u00e9 id,"  the   id\r\n of a caf\u00e9 ",integer,\r\n'
         ",,,,\r\n"
     )
     path = tmp_path / " Shops .csv"

@@ -1,0 +1,164 @@
+"""`bird` command line: thin wrappers over the bird package's functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="BIRD benchmark tools: schemas, sandboxed SQL execution, official-equivalent evaluation.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main() -> None:
+    """BIRD benchmark tools."""
+
+
+@app.command()
+def schema(
+    data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/dev."),
+    db: str = typer.Option(..., help="Database id, e.g. superhero."),
+    samples: int = typer.Option(3, min=0, help="Distinct sample values shown per column."),
+    max_chars: int | None = typer.Option(
+        None, min=1, help="Size budget: drop detail, then tables, until the text fits."
+    ),
+) -> None:
+    """Print a database's schema as CREATE TABLE statements, as prompts show it."""
+    from bird.data import BirdDataError, load_split
+    from bird.schema import load_schema, render_schema
+
+    try:
+        split = load_split(data)
+        if db not in split.db_ids() and not split.has_database(db):
+            known = ", ".join(split.db_ids()[:20])
+            raise BirdDataError(f"{db!r} is not a database of {split.root} (known: {known})")
+        text = render_schema(load_schema(split, db, sample_values=samples), max_chars=max_chars)
+    except BirdDataError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(text)
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/dev."),
+    predictions: Path = typer.Option(
+        ...,
+        help="Prediction file: the official JSON object (position -> "
+        "'SQL\\t----- bird -----\\tdb_id') or JSON Lines of {question_id, sql}.",
+    ),
+    timeout: float = typer.Option(30.0, min=0.001, help="Seconds allowed per query execution."),
+    workers: int = typer.Option(1, min=1, help="Executor processes."),
+    output: Path | None = typer.Option(
+        None, help="Folder for summary.json and per_question.jsonl (not written when omitted)."
+    ),
+    allow_missing: bool = typer.Option(
+        False,
+        "--allow-missing",
+        help="Score missing and db-mismatched predictions as wrong and ignore extra ones, "
+        "instead of stopping with an error.",
+    ),
+    ves: bool = typer.Option(
+        False, "--ves", help="Also compute R-VES (times every correct pair repeatedly: slow)."
+    ),
+    ves_iterations: int = typer.Option(
+        100, min=1, help="Timed runs per query for R-VES (the official script uses 100)."
+    ),
+    cache_dir: Path | None = typer.Option(
+        None,
+        help="Gold result cache folder (default: ~/.cache/sql-rationale/gold, or "
+        "$XDG_CACHE_HOME/sql-rationale/gold).",
+    ),
+    no_disk_cache: bool = typer.Option(
+        False, "--no-disk-cache", help="Keep gold results in memory only for this run."
+    ),
+) -> None:
+    """Score predictions by execution: EX (official set equality), soft-F1, optional R-VES.
+
+    Prints counts and metrics by difficulty; pairs by position or question_id, never by order.
+    """
+    from rich.console import Console
+
+    from bird.data import BirdDataError, load_split
+    from bird.evaluation import EvaluationOptions, evaluate, summary_table, write_report
+    from bird.gold_cache import GoldCache, default_gold_cache_dir
+    from bird.predictions import PredictionFileError
+
+    options = EvaluationOptions(
+        timeout=timeout,
+        workers=workers,
+        allow_missing=allow_missing,
+        ves=ves,
+        ves_iterations=ves_iterations,
+    )
+    gold_cache = GoldCache(None if no_disk_cache else (cache_dir or default_gold_cache_dir()))
+    try:
+        split = load_split(data)
+        report = evaluate(
+            split, predictions, options=options, gold_cache=gold_cache, show_progress=True
+        )
+    except (BirdDataError, PredictionFileError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    summary = report.summary
+    if summary.gold_failed_question_ids:
+        shown = ", ".join(map(str, summary.gold_failed_question_ids[:20]))
+        typer.echo(
+            f"warning: {len(summary.gold_failed_question_ids)} gold queries failed "
+            f"(question_id {shown}); they score 0 with error 'gold_failed'. Check the data "
+            f"or raise --timeout.",
+            err=True,
+        )
+    if summary.errors.get("missing_database"):
+        typer.echo(
+            f"warning: {summary.errors['missing_database']} questions have no database under "
+            f"{split.databases_dir}; they score 0 with error 'missing_database'.",
+            err=True,
+        )
+    if summary.ignored_extra_predictions:
+        typer.echo(
+            f"warning: ignored {len(summary.ignored_extra_predictions)} predictions that match "
+            f"no question (--allow-missing).",
+            err=True,
+        )
+    Console().print(summary_table(summary))
+    if output is not None:
+        summary_path, per_question_path = write_report(report, output)
+        typer.echo(f"wrote {summary_path} and {per_question_path}")
+
+
+@app.command("exec")
+def exec_sql(
+    db: Path = typer.Option(..., "--db", help="SQLite database file, e.g. .../superhero.sqlite."),
+    sql: str = typer.Option(..., "--sql", help="One SQL statement; '-' reads it from stdin."),
+    timeout: float = typer.Option(30.0, min=0.001, help="Seconds before the query is stopped."),
+    max_rows: int | None = typer.Option(
+        None,
+        "--max-rows",
+        min=1,
+        help="Rows fetched at most (default 1,000,000); more is a too_large error.",
+    ),
+) -> None:
+    """Run one read-only statement in the sandbox and print the result as JSON.
+
+    Output fields: columns, rows, error_kind, error, timed_out, truncated, elapsed.
+    Blob values print as {"$bytes_hex": "<hex>"}, infinite floats as {"$float": "inf"}.
+    Exit code 0 on success, 1 when the SQL fails, 2 on bad usage (e.g. no such database).
+    """
+    import json
+    import sys
+
+    from bird.executor import DEFAULT_MAX_ROWS, execute_sql
+
+    statement = sys.stdin.read() if sql == "-" else sql
+    result = execute_sql(db, statement, timeout=timeout, max_rows=max_rows or DEFAULT_MAX_ROWS)
+    if result.error_kind == "missing_database":
+        typer.echo(f"error: {result.error} (check --db)", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(result.to_jsonable(), ensure_ascii=False))
+    if not result.ok:
+        raise typer.Exit(1)
