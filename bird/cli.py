@@ -152,10 +152,17 @@ def exec_sql(
     import json
     import sys
 
-    from bird.executor import DEFAULT_MAX_ROWS, execute_sql
+    from bird.executor import DEFAULT_MAX_ROWS, ExecutionPool, ExecutionRequest
 
     statement = sys.stdin.read() if sql == "-" else sql
-    result = execute_sql(db, statement, timeout=timeout, max_rows=max_rows or DEFAULT_MAX_ROWS)
+    # A worker process, not this one: its watchdog also stops the rare single SQLite call
+    # that the in-process deadline cannot interrupt (see bird.sandbox).
+    with ExecutionPool(workers=1) as pool:
+        (result,) = pool.execute_many(
+            [ExecutionRequest(db_path=db, sql=statement)],
+            timeout=timeout,
+            max_rows=max_rows or DEFAULT_MAX_ROWS,
+        )
     if result.error_kind == "missing_database":
         typer.echo(f"error: {result.error} (check --db)", err=True)
         raise typer.Exit(2)
