@@ -1,0 +1,153 @@
+"""Robust equivalence on perturbed copies of the real superhero database."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bird.compare import ex_match
+from bird.executor import execute_sql
+from rationale.format import Rationale, RationaleStep
+from rationale.robust import RobustConfig, perturbed_copy, robust_equal
+from rationale.validate import validate_rationale
+
+SAURON_PUBLISHER = (
+    "SELECT T2.publisher_name FROM superhero AS T1 INNER JOIN publisher AS T2 "
+    "ON T1.publisher_id = T2.id WHERE T1.superhero_name = 'Sauron'"
+)
+
+
+@pytest.fixture()
+def config(tmp_path: Path) -> RobustConfig:
+    return RobustConfig(cache_dir=tmp_path / "copies")
+
+
+def count(db: Path, table: str) -> int:
+    result = execute_sql(db, f"SELECT COUNT(*) FROM {table}")
+    assert result.ok
+    return result.rows[0][0]
+
+
+def test_subset_copy_keeps_part_of_every_table_and_leaves_the_original(
+    superhero_db: Path, config: RobustConfig
+) -> None:
+    before = superhero_db.stat().st_mtime_ns
+    copy = perturbed_copy(superhero_db, "subset", 1, config)
+    assert copy.parent == config.cache_dir
+    heroes, kept = count(superhero_db, "superhero"), count(copy, "superhero")
+    assert 0.35 * heroes < kept < 0.65 * heroes
+    assert superhero_db.stat().st_mtime_ns == before
+
+
+def test_copies_are_deterministic_and_seed_dependent(
+    superhero_db: Path, config: RobustConfig, tmp_path: Path
+) -> None:
+    first = perturbed_copy(superhero_db, "subset", 1, config)
+    rebuilt = perturbed_copy(
+        superhero_db, "subset", 1, config.model_copy(update={"cache_dir": tmp_path / "other"})
+    )
+    other_seed = perturbed_copy(superhero_db, "subset", 2, config)
+    ids = "SELECT id FROM superhero"
+    assert execute_sql(first, ids).rows == execute_sql(rebuilt, ids).rows
+    assert execute_sql(first, ids).rows != execute_sql(other_seed, ids).rows
+
+
+def test_shuffle_copy_adds_rows_built_from_existing_values(
+    superhero_db: Path, config: RobustConfig
+) -> None:
+    copy = perturbed_copy(superhero_db, "shuffle", 1, config)
+    assert count(copy, "superhero") > count(superhero_db, "superhero")
+    # every publisher_id of a synthetic hero is one that a real hero has
+    real_ids = set(execute_sql(superhero_db, "SELECT publisher_id FROM superhero").rows)
+    assert set(execute_sql(copy, "SELECT publisher_id FROM superhero").rows) <= real_ids
+
+
+def test_a_cached_copy_is_reused(superhero_db: Path, config: RobustConfig) -> None:
+    copy = perturbed_copy(superhero_db, "subset", 3, config)
+    with sqlite3.connect(copy) as connection:  # our own cache file, not a BIRD database
+        connection.execute("CREATE TABLE marker (x)")
+    assert perturbed_copy(superhero_db, "subset", 3, config) == copy
+    assert execute_sql(copy, "SELECT COUNT(*) FROM marker").ok
+
+
+def test_gold_is_robustly_equal_to_itself(superhero_db: Path, config: RobustConfig) -> None:
+    verdict = robust_equal(superhero_db, SAURON_PUBLISHER, SAURON_PUBLISHER, config=config)
+    assert verdict.equal
+    assert verdict.copies == len(config.perturbations) * len(config.seeds)
+
+
+def test_a_coincidentally_equal_candidate_is_rejected(
+    superhero_db: Path, config: RobustConfig
+) -> None:
+    # Looks the publisher up by the id Sauron happens to have: EX-equal on the real db.
+    publisher_id = execute_sql(
+        superhero_db, "SELECT publisher_id FROM superhero WHERE superhero_name = 'Sauron'"
+    ).rows[0][0]
+    hard_coded = f"SELECT publisher_name FROM publisher WHERE id = {publisher_id}"
+    assert ex_match(
+        execute_sql(superhero_db, hard_coded).rows, execute_sql(superhero_db, SAURON_PUBLISHER).rows
+    )
+    verdict = robust_equal(superhero_db, hard_coded, SAURON_PUBLISHER, config=config)
+    assert not verdict.equal
+    assert "differs" in verdict.detail
+
+
+def test_validator_reports_robust_equal(superhero_db: Path, config: RobustConfig) -> None:
+    sauron = RationaleStep(
+        name="step1",
+        title="Sauron",
+        explanation="",
+        sql="SELECT publisher_id FROM superhero WHERE superhero_name = 'Sauron'",
+    )
+    faithful = Rationale(
+        steps=[sauron],
+        final_sql="SELECT T2.publisher_name FROM step1 AS T1 "
+        "INNER JOIN publisher AS T2 ON T1.publisher_id = T2.id",
+    )
+    report = validate_rationale(
+        faithful, db_path=superhero_db, gold_sql=SAURON_PUBLISHER, robust=config
+    )
+    assert report.valid and report.outcome("robust_equal").passed
+
+    lucky_step = RationaleStep(name="step1", title="", explanation="", sql="SELECT 12 AS id")
+    lucky = Rationale(
+        steps=[lucky_step],
+        final_sql="SELECT publisher_name FROM publisher WHERE id IN (SELECT id FROM step1)",
+    )
+    lucky_report = validate_rationale(
+        lucky, db_path=superhero_db, gold_sql=SAURON_PUBLISHER, robust=config
+    )
+    if not lucky_report.outcome("ex_equal").passed:
+        pytest.fail(f"Sauron's publisher id changed: {lucky_report.outcome('ex_equal').detail}")
+    assert lucky_report.failed_checks() == ["robust_equal"]
+
+
+def test_permute_copy_keeps_each_column_but_recombines_rows(
+    superhero_db: Path, config: RobustConfig
+) -> None:
+    copy = perturbed_copy(superhero_db, "permute", 1, config)
+    for column in ("superhero_name", "height_cm", "publisher_id"):
+        query = f"SELECT {column} FROM superhero"
+        assert sorted(map(repr, execute_sql(copy, query).rows)) == sorted(
+            map(repr, execute_sql(superhero_db, query).rows)
+        )
+    pairs = "SELECT superhero_name, height_cm FROM superhero"
+    assert set(execute_sql(copy, pairs).rows) != set(execute_sql(superhero_db, pairs).rows)
+
+
+def test_permute_rejects_a_dropped_condition_that_no_real_row_violates(
+    superhero_db: Path, config: RobustConfig
+) -> None:
+    height = execute_sql(
+        superhero_db, "SELECT height_cm FROM superhero WHERE superhero_name = 'Sauron'"
+    ).rows[0][0]
+    gold = f"{SAURON_PUBLISHER} AND T1.height_cm = {height}"
+    assert ex_match(
+        execute_sql(superhero_db, SAURON_PUBLISHER).rows, execute_sql(superhero_db, gold).rows
+    )
+    permute_only = config.model_copy(update={"perturbations": ("permute",)})
+    verdict = robust_equal(superhero_db, SAURON_PUBLISHER, gold, config=permute_only)
+    assert not verdict.equal
+    assert "permute" in verdict.detail
