@@ -1,0 +1,54 @@
+"""The three backends, built by name. Each is imported only when chosen, so the heavy
+optional dependencies (torch, vLLM) load only where they are used."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from rationale.llm.backend import ChatBackend
+
+BackendName = Literal["vllm", "openai", "hf"]
+BACKEND_NAMES: tuple[str, ...] = ("vllm", "openai", "hf")
+
+
+def make_backend(
+    name: BackendName,
+    model: str,
+    *,
+    base_urls: Sequence[str] = (),
+    served_model: str | None = None,
+    max_in_flight: int = 32,
+    timeout: float = 600.0,
+    max_attempts: int = 8,
+    batch_size: int = 8,
+    device: str = "auto",
+    tensor_parallel_size: int = 1,
+    data_parallel_size: int = 1,
+) -> ChatBackend:
+    """Build a backend from command-line style options; options a backend does not use are
+    ignored."""
+    if name == "openai":
+        from rationale.llm.backends.openai import OpenAIBackend
+
+        return OpenAIBackend(
+            model,
+            base_urls,
+            served_model=served_model,
+            max_in_flight=max_in_flight,
+            timeout=timeout,
+            max_attempts=max_attempts,
+        )
+    if name == "hf":
+        from rationale.llm.backends.hf import HFBackend
+
+        return HFBackend(model, device=device, batch_size=batch_size)
+    if name == "vllm":
+        from rationale.llm.backends.vllm import VLLMBackend
+
+        return VLLMBackend(
+            model,
+            tensor_parallel_size=tensor_parallel_size,
+            data_parallel_size=data_parallel_size,
+        )
+    raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

@@ -1,0 +1,38 @@
+"""The tiny default model: converted from the real GGUF file to an ordinary checkpoint."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rationale.models import (
+    TINY_MODEL_NAME,
+    ModelPreparationError,
+    is_prepared,
+    model_dir,
+    prepare_model,
+    resolve_model,
+)
+
+
+def test_prepared_folder_is_a_plain_float_checkpoint(tiny_model_dir: Path) -> None:
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert config["model_type"] == "llama"
+    assert (tiny_model_dir / "model.safetensors").stat().st_size > 100_000_000
+    assert (tiny_model_dir / "tokenizer.json").exists()
+    assert is_prepared(TINY_MODEL_NAME)
+
+
+def test_name_resolves_to_the_prepared_folder(tiny_model_dir: Path) -> None:
+    assert resolve_model(TINY_MODEL_NAME) == str(tiny_model_dir)
+    assert prepare_model(TINY_MODEL_NAME) == tiny_model_dir  # prepared once, then reused
+    assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+
+
+def test_unknown_local_model_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelPreparationError, match="unknown local model 'nope'"):
+        prepare_model("nope", tmp_path)
+    assert model_dir(TINY_MODEL_NAME, tmp_path) == tmp_path / "models" / TINY_MODEL_NAME
