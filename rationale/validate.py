@@ -34,7 +34,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from bird.compare import ex_match
-from bird.executor import ExecutionRequest, ExecutionResult, execute_many
+from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult, execute_many
 from rationale.format import ParseFailure, Rationale, parse_rationale
 from rationale.robust import RobustConfig, robust_equal_many
 
@@ -324,11 +324,15 @@ def validate_many(
     *,
     timeout: float = 30.0,
     workers: int = 1,
+    pool: ExecutionPool | None = None,
     robust: RobustConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ValidationReport]:
     """Validate many rationales; each distinct (database, gold SQL) executes once.
 
+    `pool`, when given, runs the queries in its worker processes instead of starting
+    `workers` new ones: callers that validate batch after batch (the distill loop) keep
+    one pool open rather than paying a pool start per batch.
     `on_progress(done, total)` is called as queries (gold, step and assembled) finish.
     """
     parsed: list[Rationale | ParseFailure] = [
@@ -368,7 +372,10 @@ def validate_many(
         if on_progress is not None:
             on_progress(done, len(requests))
 
-    results = execute_many(requests, timeout=timeout, workers=workers, on_result=progress)
+    if pool is not None:
+        results = pool.execute_many(requests, timeout=timeout, on_result=progress)
+    else:
+        results = execute_many(requests, timeout=timeout, workers=workers, on_result=progress)
     gold_by_key = dict(zip(gold_keys, results[: len(gold_keys)], strict=True))
 
     reports: list[ValidationReport] = []

@@ -1,0 +1,280 @@
+"""Seed stage: validate the hand-written seed rationales and write pool iteration 0.
+
+The seed file holds no question text: each seed names a train question by question_id and
+db_id, and the question, evidence and gold SQL come from the user's train split. A seed
+enters the pool only when it validates against its database (the pool holds validated
+rationales only). A seed whose database is absent cannot be checked: it is reported as
+"no_database" and left out, unless `keep_unverified` asks to keep it (useful as a few-shot
+example from another database, at the price of an unchecked rationale).
+
+`bootstrap="decompose"` also adds the symbolic decomposer's structured chains that
+validate (one-step fallback chains are left out: as few-shot examples they would teach the
+teacher not to decompose). Off by default so the paper's seed-only setting is reproducible.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bird.data import BirdExample, BirdSplit, load_split
+from rationale.distill_config import SeedConfig
+from rationale.format import Rationale, RationaleStep
+from rationale.pool import PoolEntry
+from rationale.run_dir import (
+    RunConfigError,
+    RunDir,
+    StageManifest,
+    file_sha256,
+    input_file,
+    now_iso,
+    read_jsonl,
+    rewrite_jsonl,
+    software_versions,
+    write_text_atomic,
+)
+from rationale.validate import ValidationItem, validate_many
+
+SeedStatus = Literal["valid", "invalid", "no_database", "not_in_split"]
+
+
+class SeedFileError(ValueError):
+    """A line of the seed file is not a seed; the message names file and line."""
+
+
+class SeedRecord(BaseModel):
+    """One line of prompts/seeds.jsonl."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question_id: int
+    db_id: str
+    steps: list[RationaleStep]
+    final_explanation: str
+    final_sql: str
+    patterns: list[str] = Field(default_factory=list)
+
+    def rationale(self) -> Rationale:
+        return Rationale(
+            steps=self.steps, final_explanation=self.final_explanation, final_sql=self.final_sql
+        )
+
+
+class SeedOutcome(BaseModel):
+    question_id: int
+    db_id: str
+    status: SeedStatus
+    failed_checks: list[str] = Field(default_factory=list)
+    detail: str = ""
+
+
+class SeedReport(BaseModel):
+    split: str
+    seeds: int
+    valid: int
+    invalid: int
+    no_database: int
+    not_in_split: int
+    kept_unverified: int
+    bootstrap_added: int = 0
+    bootstrap_fallbacks_skipped: int = 0
+    bootstrap_failed: int = 0
+    pool_size: int
+    outcomes: list[SeedOutcome]
+
+
+def read_seed_file(path: Path) -> list[SeedRecord]:
+    if not path.is_file():
+        raise SeedFileError(f"{path}: seed file not found (pass --seeds PATH)")
+    seeds: list[SeedRecord] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            seeds.append(SeedRecord.model_validate(json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise SeedFileError(f"{path}:{number}: not valid JSON ({error.msg})") from error
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise SeedFileError(
+                f"{path}:{number}: not a seed rationale: {where}: {first['msg']}"
+            ) from error
+    return seeds
+
+
+def _entry(example: BirdExample, split: str, rationale: Rationale, source: str) -> PoolEntry:
+    return PoolEntry(
+        question_id=example.question_id,
+        db_id=example.db_id,
+        split=split,
+        question=example.question,
+        evidence=example.evidence,
+        gold_sql=example.sql,
+        rationale=rationale,
+        source=source,  # type: ignore[arg-type]
+        iteration=0,
+    )
+
+
+def _lookup(split: BirdSplit, question_id: int) -> BirdExample | None:
+    try:
+        return split.example(question_id)
+    except KeyError:
+        return None
+
+
+def _check_seeds(
+    split: BirdSplit, seeds: list[SeedRecord], config: SeedConfig
+) -> tuple[list[SeedOutcome], list[PoolEntry]]:
+    outcomes: dict[int, SeedOutcome] = {}
+    entries: dict[int, PoolEntry] = {}
+    to_validate: list[tuple[int, SeedRecord, BirdExample]] = []
+    for position, seed in enumerate(seeds):
+        example = _lookup(split, seed.question_id)
+        if example is None or example.db_id != seed.db_id:
+            found = f"it is {example.db_id!r} there" if example is not None else "it is absent"
+            outcomes[position] = SeedOutcome(
+                question_id=seed.question_id,
+                db_id=seed.db_id,
+                status="not_in_split",
+                detail=f"question {seed.question_id} of {seed.db_id!r} is not in split "
+                f"{split.name!r} ({found})",
+            )
+        elif not split.has_database(seed.db_id):
+            outcomes[position] = SeedOutcome(
+                question_id=seed.question_id,
+                db_id=seed.db_id,
+                status="no_database",
+                detail="database file absent: not verified",
+            )
+            if config.keep_unverified:
+                entries[position] = _entry(example, split.name, seed.rationale(), "seed")
+        else:
+            to_validate.append((position, seed, example))
+    items = [
+        ValidationItem(
+            rationale=seed.rationale(),
+            db_path=split.database_path(example.db_id),
+            gold_sql=example.sql,
+            question_id=example.question_id,
+            db_id=example.db_id,
+        )
+        for _, seed, example in to_validate
+    ]
+    reports = validate_many(items, timeout=config.timeout, workers=config.workers) if items else []
+    for (position, seed, example), report in zip(to_validate, reports, strict=True):
+        failed = report.failed_checks()
+        outcomes[position] = SeedOutcome(
+            question_id=seed.question_id,
+            db_id=seed.db_id,
+            status="valid" if report.valid else "invalid",
+            failed_checks=list(failed),
+            detail="; ".join(
+                f"{o.name}: {o.detail}" for o in report.outcomes if o.status == "failed"
+            ),
+        )
+        if report.valid:
+            entries[position] = _entry(example, split.name, seed.rationale(), "seed")
+    ordered_entries = [entries[position] for position in sorted(entries)]
+    return [outcomes[position] for position in range(len(seeds))], ordered_entries
+
+
+def _bootstrap_entries(
+    split: BirdSplit, config: SeedConfig, taken: set[int]
+) -> tuple[list[PoolEntry], int, int]:
+    """Validated structured decompositions of executable examples not already seeded."""
+    from rationale.decompose_split import decompose_examples
+
+    examples = [e for e in split.executable_examples() if e.question_id not in taken]
+    records, _ = decompose_examples(split, examples, workers=config.workers, timeout=config.timeout)
+    by_id = {example.question_id: example for example in examples}
+    added: list[PoolEntry] = []
+    fallbacks = failed = 0
+    for record in records:
+        if record.validation != "ex_equal" or record.failed_checks:
+            failed += 1
+        elif not record.structured:
+            fallbacks += 1
+        else:
+            added.append(
+                _entry(by_id[record.question_id], split.name, record.rationale(), "decompose")
+            )
+    return added, fallbacks, failed
+
+
+def run_seed(
+    config: SeedConfig,
+    run: RunDir,
+    *,
+    force: bool = False,
+    on_phase: Callable[[str], None] | None = None,
+) -> SeedReport:
+    """Validate the seeds, write `pool/iteration_0.jsonl` and `seed/report.json`.
+
+    Refuses to replace a different iteration-0 pool once distillation has used it (its
+    results were built from the old pool), unless `force`.
+    """
+    started, clock = now_iso(), time.perf_counter()
+    run.record_config("seed", config, force=force)
+    split = load_split(config.data)
+    seeds = read_seed_file(config.seeds)
+    if on_phase:
+        on_phase(f"validating {len(seeds)} seeds")
+    outcomes, entries = _check_seeds(split, seeds, config)
+    fallbacks = failed = 0
+    bootstrap: list[PoolEntry] = []
+    if config.bootstrap == "decompose":
+        if on_phase:
+            on_phase("decomposing and validating executable examples")
+        bootstrap, fallbacks, failed = _bootstrap_entries(
+            split, config, {entry.question_id for entry in entries}
+        )
+    pool = entries + bootstrap
+    pool_path = run.pool_path(0)
+    changed = pool_path.exists() and read_jsonl(pool_path, PoolEntry) != pool
+    if changed and run.stage_dir("distill").exists() and not force:
+        raise RunConfigError(
+            f"{pool_path} would change, and distillation in {run.root} was built on it. "
+            "Use a new run directory, or --force (then re-run distill with --force)."
+        )
+    rewrite_jsonl(pool_path, pool)
+    counts = {status: sum(o.status == status for o in outcomes) for status in SeedStatus.__args__}
+    report = SeedReport(
+        split=split.name,
+        seeds=len(seeds),
+        valid=counts["valid"],
+        invalid=counts["invalid"],
+        no_database=counts["no_database"],
+        not_in_split=counts["not_in_split"],
+        kept_unverified=counts["no_database"] if config.keep_unverified else 0,
+        bootstrap_added=len(bootstrap),
+        bootstrap_fallbacks_skipped=fallbacks,
+        bootstrap_failed=failed,
+        pool_size=len(pool),
+        outcomes=outcomes,
+    )
+    stage_dir = run.stage_dir("seed")
+    write_text_atomic(stage_dir / "report.json", report.model_dump_json(indent=2) + "\n")
+    run.write_manifest(
+        StageManifest(
+            stage="seed",
+            config_hash=config.config_hash(),
+            inputs=[input_file(config.seeds), input_file(split.root / f"{split.name}.json")],
+            counts={"seeds": len(seeds), **counts, "pool": len(pool)},
+            timings={"seconds": round(time.perf_counter() - clock, 3)},
+            versions=software_versions(),
+            started=started,
+            finished=now_iso(),
+        )
+    )
+    return report
+
+
+def pool_file_hash(run: RunDir) -> str:
+    return file_sha256(run.pool_path(0))
