@@ -103,7 +103,7 @@ def main() -> None:
                 passes = (
                     ("fill", "fill", 2),
                     ("cached, 2 SQL worker processes", "cached-2", 2),
-                    ("cached, in-process SQL", "cached-1", 1),
+                    ("cached, 1 SQL worker process", "cached-1", 1),
                     ("resumed (all done)", "cached-2", 2),
                 )
                 for label, folder, workers in passes:
@@ -171,8 +171,8 @@ def main() -> None:
         )
     table.caption = (
         "fill: first pass, answers from the symbolic teacher server over HTTP; cached: a "
-        "fresh run directory, every answer from the response cache (what is timed), SQL in "
-        "worker processes (default: a watchdog for untrusted SQL) or in this process; resumed: "
+        "fresh run directory, every answer from the response cache (what is timed), teacher SQL "
+        "in 2 or 1 worker processes (a watchdog for untrusted SQL); resumed: "
         "the cached run again (everything done). ratio = projected / target; < 1 meets it."
     )
     Console(width=160).print(table)

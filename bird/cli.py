@@ -81,8 +81,7 @@ def evaluate(
 
     Prints counts and metrics by difficulty; pairs by position or question_id, never by order.
     """
-    from rich.console import Console
-
+    from bird.console import table_console
     from bird.data import BirdDataError, load_split
     from bird.evaluation import EvaluationOptions, evaluate, summary_table, write_report
     from bird.gold_cache import GoldCache, default_gold_cache_dir
@@ -125,7 +124,7 @@ def evaluate(
             f"no question (--allow-missing).",
             err=True,
         )
-    Console().print(summary_table(summary))
+    table_console().print(summary_table(summary))
     if output is not None:
         summary_path, per_question_path = write_report(report, output)
         typer.echo(f"wrote {summary_path} and {per_question_path}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bird.console import table_console
 from bird.data import BirdDataError, load_split
 from rationale.decompose_split import (
     CoverageRow,
@@ -18,7 +18,7 @@ from rationale.decompose_split import (
     select_examples,
 )
 
-_console = Console(stderr=True)
+_console = table_console(stderr=True)
 
 
 def coverage_table(rows: list[CoverageRow], title: str = "Decomposition coverage") -> Table:
@@ -41,7 +41,7 @@ def coverage_table(rows: list[CoverageRow], title: str = "Decomposition coverage
             f"{row.assembles} ({row.percent(row.assembles, row.total):.1f}%)",
             f"{row.ex_equal}/{row.executable} ({row.percent(row.ex_equal, row.executable):.1f}%)"
             if row.executable
-            else "not executable",
+            else "not validated (--validate)",
             f"{row.several_steps}/{row.needs_several_steps} "
             f"({row.percent(row.several_steps, row.needs_several_steps):.1f}%)",
         )
@@ -105,7 +105,7 @@ def decompose_command(
                 handle.write(record.model_dump_json() + "\n")
         _console.print(f"wrote {len(records)} records to {output}")
     label = split.name + (f" ({', '.join(db)})" if db else "")
-    Console().print(coverage_table([coverage(label, records, unparsable)]))
+    table_console().print(coverage_table([coverage(label, records, unparsable)]))
     causes = failure_causes(records, unparsable)
     for cause, count in causes.most_common():
-        Console().print(f"  {count:5d}  {cause}")
+        table_console().print(f"  {count:5d}  {cause}")

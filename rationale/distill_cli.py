@@ -9,10 +9,10 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bird.console import table_console
 from bird.data import BirdDataError
 from rationale.distill import DistillReport, IterationRow, run_distill
 from rationale.distill_config import DEFAULT_SEEDS, DistillConfig, SeedConfig
@@ -23,7 +23,7 @@ from rationale.retrieval import LeakageError
 from rationale.run_dir import RunConfigError, RunDir
 from rationale.seed_stage import SeedFileError, SeedReport, run_seed
 
-console = Console(stderr=True)
+console = table_console(stderr=True)
 _USER_ERRORS = (
     BirdDataError,
     GenerationError,

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from bird.console import table_console
 from bird.data import BirdDataError, load_split
 from rationale.format import Rationale, RationaleStep
 from rationale.robust import RobustConfig
@@ -182,7 +183,7 @@ def validate_command(
     ),
 ) -> None:
     """Validate rationales by parsing and executing every step against the gold SQL."""
-    console = Console()
+    console = table_console()
     config = RobustConfig(cache_dir=robust_cache) if robust else None
     try:
         reports = validate_file(

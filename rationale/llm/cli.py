@@ -12,7 +12,6 @@ from enum import StrEnum
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
@@ -26,6 +25,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from bird.console import table_console
 from rationale.generate import InputFileError, OutputRecord, read_requests, run_generate
 from rationale.llm.backend import GenerationError
 from rationale.llm.backends import make_backend
@@ -34,7 +34,7 @@ from rationale.llm.runner import GenerationStats
 from rationale.llm.types import SamplingParams
 from rationale.models import LOCAL_MODELS, ModelPreparationError, is_prepared, prepare_model
 
-console = Console(stderr=True)
+console = table_console(stderr=True)
 
 
 class BackendChoice(StrEnum):
@@ -225,4 +225,4 @@ def list_models_command(
         table.add_column(column)
     for name, spec in LOCAL_MODELS.items():
         table.add_row(name, "yes" if is_prepared(name, cache_dir) else "no", spec.description)
-    Console().print(table)
+    table_console().print(table)
