@@ -70,19 +70,6 @@ class Target:
     schemas: dict[str, str]
 
 
-def _entry(split: str, example: BirdExample, rationale: Rationale, source: str) -> PoolEntry:
-    return PoolEntry(
-        question_id=example.question_id,
-        db_id=example.db_id,
-        split=split,
-        question=example.question,
-        evidence=example.evidence,
-        gold_sql=example.sql,
-        rationale=rationale,
-        source=source,  # type: ignore[arg-type]
-    )
-
-
 def _validated_seeds(train: BirdSplit, seeds_path: Path) -> list[PoolEntry]:
     """Seeds whose database is here and whose rationale reproduces the gold result."""
     candidates = [
@@ -103,7 +90,7 @@ def _validated_seeds(train: BirdSplit, seeds_path: Path) -> list[PoolEntry]:
         ]
     )
     return [
-        _entry("train", example, rationale, "seed")
+        PoolEntry.from_example(example, "train", rationale, "seed")
         for (example, rationale), report in zip(candidates, reports, strict=True)
         if report.outcome("ex_equal").passed
     ]
@@ -122,7 +109,9 @@ def _target(
     by_id: dict[int, DecompositionRecord] = {record.question_id: record for record in records}
     seeded = {entry.question_id for entry in extra_pool}  # a seed wins over its chain
     pool = extra_pool + [
-        _entry(split.name, split.example(record.question_id), record.rationale(), "decompose")
+        PoolEntry.from_example(
+            split.example(record.question_id), split.name, record.rationale(), "decompose"
+        )
         for record in records
         if record.structured
         and record.validation == "ex_equal"

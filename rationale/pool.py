@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bird.data import BirdExample
 from rationale.format import Rationale
 
 PoolSource = Literal["seed", "decompose", "teacher", "rationalizer"]
@@ -35,3 +36,25 @@ class PoolEntry(BaseModel):
     def key(self) -> tuple[str, int]:
         """Identity across splits: question ids restart at 0 in every split."""
         return (self.split, self.question_id)
+
+    @classmethod
+    def from_example(
+        cls,
+        example: BirdExample,
+        split: str,
+        rationale: Rationale,
+        source: PoolSource,
+        iteration: int = 0,
+    ) -> PoolEntry:
+        """The entry for a rationale of `example`, a question of split `split`."""
+        return cls(
+            question_id=example.question_id,
+            db_id=example.db_id,
+            split=split,
+            question=example.question,
+            evidence=example.evidence,
+            gold_sql=example.sql,
+            rationale=rationale,
+            source=source,
+            iteration=iteration,
+        )

@@ -108,20 +108,6 @@ def read_seed_file(path: Path) -> list[SeedRecord]:
     return seeds
 
 
-def _entry(example: BirdExample, split: str, rationale: Rationale, source: str) -> PoolEntry:
-    return PoolEntry(
-        question_id=example.question_id,
-        db_id=example.db_id,
-        split=split,
-        question=example.question,
-        evidence=example.evidence,
-        gold_sql=example.sql,
-        rationale=rationale,
-        source=source,  # type: ignore[arg-type]
-        iteration=0,
-    )
-
-
 def _lookup(split: BirdSplit, question_id: int) -> BirdExample | None:
     try:
         return split.example(question_id)
@@ -154,7 +140,9 @@ def _check_seeds(
                 detail="database file absent: not verified",
             )
             if config.keep_unverified:
-                entries[position] = _entry(example, split.name, seed.rationale(), "seed")
+                entries[position] = PoolEntry.from_example(
+                    example, split.name, seed.rationale(), "seed"
+                )
         else:
             to_validate.append((position, seed, example))
     items = [
@@ -180,7 +168,9 @@ def _check_seeds(
             ),
         )
         if report.valid:
-            entries[position] = _entry(example, split.name, seed.rationale(), "seed")
+            entries[position] = PoolEntry.from_example(
+                example, split.name, seed.rationale(), "seed"
+            )
     ordered_entries = [entries[position] for position in sorted(entries)]
     return [outcomes[position] for position in range(len(seeds))], ordered_entries
 
@@ -203,7 +193,9 @@ def _bootstrap_entries(
             fallbacks += 1
         else:
             added.append(
-                _entry(by_id[record.question_id], split.name, record.rationale(), "decompose")
+                PoolEntry.from_example(
+                    by_id[record.question_id], split.name, record.rationale(), "decompose"
+                )
             )
     return added, fallbacks, failed
 
