@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import sqlglot
 from pydantic import BaseModel, ConfigDict, computed_field
@@ -48,16 +48,7 @@ CheckName = Literal[
     "ex_equal",
     "robust_equal",
 ]
-CHECK_NAMES: tuple[CheckName, ...] = (
-    "parses",
-    "names_unique",
-    "references_earlier_only",
-    "all_steps_used",
-    "steps_execute",
-    "steps_nonempty",
-    "ex_equal",
-    "robust_equal",
-)
+CHECK_NAMES: tuple[CheckName, ...] = get_args(CheckName)  # in the order checks run
 CheckStatus = Literal["passed", "failed", "skipped"]
 FINAL = "final"
 
