@@ -18,6 +18,7 @@ from sqlglot.tokens import Token, TokenType
 
 _SQLITE = Dialect.get_or_raise("sqlite")
 STEP_NAME = re.compile(r"step\d+", re.IGNORECASE)
+_WITH_WORD = re.compile(r"\bwith\b", re.IGNORECASE)
 
 
 def tokenize(sql: str) -> list[Token] | None:
@@ -34,6 +35,8 @@ def strip_trailing_semicolons(sql: str) -> str:
     A comment after the last semicolon goes too (`SELECT 1; -- done` -> `SELECT 1`).
     """
     text = sql.strip()
+    if ";" not in text:  # the common case, and tokenizing is the costly part
+        return text
     tokens = tokenize(text)
     if tokens is None:
         return re.sub(r"[;\s]+$", "", text)
@@ -97,6 +100,8 @@ def split_with_clause(sql: str) -> WithClause | None:
     CTEs with a column list (`a(x, y) AS (...)`) are not split: they cannot be
     re-emitted under another name without changing meaning, so callers keep the text.
     """
+    if _WITH_WORD.search(sql) is None:  # no WITH token is possible: skip tokenizing
+        return None
     tokens = tokenize(sql)
     if not tokens or tokens[0].token_type != TokenType.WITH:
         return None
