@@ -17,6 +17,7 @@ from bird.data import BirdDataError
 from rationale.distill import DistillReport, IterationRow, run_distill
 from rationale.distill_config import DEFAULT_SEEDS, DistillConfig, SeedConfig
 from rationale.llm import GenerationError
+from rationale.llm.cli import BackendChoice
 from rationale.models import ModelPreparationError
 from rationale.prompts import PromptTemplateError
 from rationale.retrieval import LeakageError
@@ -38,12 +39,6 @@ _USER_ERRORS = (
 class BootstrapChoice(StrEnum):
     none = "none"
     decompose = "decompose"
-
-
-class BackendChoice(StrEnum):
-    vllm = "vllm"
-    openai = "openai"
-    hf = "hf"
 
 
 class ModeChoice(StrEnum):

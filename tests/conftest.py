@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from bird.data import BirdSplit, load_split
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -53,3 +55,15 @@ def beer_factory_db(train_dir: Path) -> Path:
     return _require(
         train_dir / "train_databases" / "beer_factory" / "beer_factory.sqlite", "beer_factory db"
     )
+
+
+@pytest.fixture(scope="session")
+def dev(dev_dir: Path) -> BirdSplit:
+    """The dev split, loaded once per test session."""
+    return load_split(dev_dir)
+
+
+@pytest.fixture(scope="session")
+def train(train_dir: Path) -> BirdSplit:
+    """The train split (6601 questions), loaded once per test session."""
+    return load_split(train_dir)

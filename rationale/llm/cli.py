@@ -38,6 +38,8 @@ console = table_console(stderr=True)
 
 
 class BackendChoice(StrEnum):
+    """The --backend choices of every command that generates (generate, distill)."""
+
     vllm = "vllm"
     openai = "openai"
     hf = "hf"

@@ -149,11 +149,6 @@ def write_official(path: Path, records: list[dict]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def dev(dev_dir: Path) -> BirdSplit:
-    return load_split(dev_dir)
-
-
-@pytest.fixture(scope="module")
 def altered(dev_dir: Path) -> dict[int, tuple[str, str]]:
     return alterations(dev_dir)
 

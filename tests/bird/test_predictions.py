@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bird.data import BirdSplit, load_split
+from bird.data import BirdSplit
 from bird.predictions import (
     OFFICIAL_SEPARATOR,
     PredictionFileError,
@@ -15,11 +15,6 @@ from bird.predictions import (
     read_prediction_file,
     split_official_value,
 )
-
-
-@pytest.fixture(scope="module")
-def dev(dev_dir: Path) -> BirdSplit:
-    return load_split(dev_dir)
 
 
 def official_gold(dev_dir: Path) -> dict[str, str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bird.data import BirdExample, BirdSplit, load_split
+from bird.data import BirdExample, BirdSplit
 from bird.schema import load_schema, render_schema
 from rationale.decompose import decompose_sql
 from rationale.format import Rationale, parse_rationale, render_rationale
@@ -27,16 +27,6 @@ from rationale.prompts import (
     build_teacher_prompt,
     prefix_reuse_order,
 )
-
-
-@pytest.fixture(scope="module")
-def train(train_dir: Path) -> BirdSplit:
-    return load_split(train_dir)
-
-
-@pytest.fixture(scope="module")
-def dev(dev_dir: Path) -> BirdSplit:
-    return load_split(dev_dir)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,12 @@ import math
 import random
 import re
 from collections.abc import Iterable
-from pathlib import Path
 
 import pytest
 import sqlglot
 from sqlglot import exp
 
-from bird.data import BirdExample, BirdSplit, load_split
+from bird.data import BirdExample, BirdSplit
 from rationale.embeddings import EmbeddingModelMissing, QuestionEmbedder, default_embedder
 from rationale.format import Rationale, RationaleStep
 from rationale.pool import PoolEntry
@@ -66,16 +65,6 @@ def shot_query(example: BirdExample, split: str) -> ShotQuery:
 def without_literals(sql: str) -> str:
     """Gold SQL with string literals blanked, so 'Sac State Union' is not a UNION."""
     return re.sub(r"'(?:[^']|'')*'", "''", sql)
-
-
-@pytest.fixture(scope="module")
-def train(train_dir: Path) -> BirdSplit:
-    return load_split(train_dir)
-
-
-@pytest.fixture(scope="module")
-def dev(dev_dir: Path) -> BirdSplit:
-    return load_split(dev_dir)
 
 
 @pytest.fixture(scope="module")
