@@ -1,12 +1,26 @@
-"""Consoles for the result tables the commands print."""
+"""Consoles for the result tables the commands print, and the one progress display they share."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from types import TracebackType
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 PIPED_WIDTH = 160
+
+# (phase, done, total or None when unknown, note): how long work reports how far it is.
+ProgressCallback = Callable[[str, int, int | None, str], None]
 
 
 def table_console(stderr: bool = False) -> Console:
@@ -17,3 +31,48 @@ def table_console(stderr: bool = False) -> Console:
     """
     stream = sys.stderr if stderr else sys.stdout
     return Console(stderr=stderr, width=None if stream.isatty() else PIPED_WIDTH)
+
+
+def no_progress(phase: str, done: int, total: int | None, note: str = "") -> None:
+    """A `ProgressCallback` that shows nothing (library use, tests)."""
+
+
+class PhaseProgress:
+    """A bar per phase ("validate", "iteration 2", ...) with done/total, elapsed time, time
+    left and a free note (error counts, tokens/s). Call it as a `ProgressCallback`.
+
+        with PhaseProgress(console) as progress:
+            run_stage(config, progress=progress)
+    """
+
+    def __init__(self, console: Console | None = None, *, enabled: bool = True) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("left"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[note]}"),
+            console=console or Console(stderr=True),
+            disable=not enabled,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> PhaseProgress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self._progress.__exit__(kind, error, trace)
+
+    def __call__(self, phase: str, done: int, total: int | None, note: str = "") -> None:
+        task = self._tasks.get(phase)
+        if task is None:
+            task = self._tasks[phase] = self._progress.add_task(phase, total=total, note=note)
+        self._progress.update(task, completed=done, total=total, note=note)

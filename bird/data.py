@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -81,6 +82,31 @@ class BirdSplit:
         """db_id -> number of examples whose database file is absent."""
         counts = Counter(example.db_id for example in self.examples)
         return {db_id: n for db_id, n in counts.items() if not self.has_database(db_id)}
+
+    def select(
+        self, db_ids: Iterable[str] = (), limit: int | None = None, *, executable: bool = False
+    ) -> list[BirdExample]:
+        """The examples of databases `db_ids` (all when empty; case-insensitive), in split
+        order, only those whose database is present when `executable`, at most `limit`.
+
+        An unknown database id or a limit under 1 is an error rather than an empty selection:
+        a typo must not turn into a run that does nothing and reports success.
+        """
+        if limit is not None and limit < 1:
+            raise BirdDataError(f"limit must be at least 1, not {limit}")
+        known = {db_id.lower(): db_id for db_id in self.db_ids()}
+        unknown = [db_id for db_id in db_ids if db_id.lower() not in known]
+        if unknown:
+            raise BirdDataError(
+                f"unknown database id(s) {', '.join(map(repr, unknown))} in split {self.name!r} "
+                f"({self.root}); known: {', '.join(sorted(known.values()))}"
+            )
+        wanted = {db_id.lower() for db_id in db_ids}
+        chosen = [e for e in self.examples if not wanted or e.db_id.lower() in wanted]
+        if executable:
+            present = {db_id for db_id in {e.db_id for e in chosen} if self.has_database(db_id)}
+            chosen = [e for e in chosen if e.db_id in present]
+        return chosen[:limit] if limit is not None else chosen
 
     def example(self, question_id: int) -> BirdExample:
         try:

@@ -15,20 +15,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from bird.compare import (
@@ -39,6 +29,7 @@ from bird.compare import (
     ves_reward,
     ves_time_ratio,
 )
+from bird.console import PhaseProgress
 from bird.data import DIFFICULTIES, BirdSplit, Difficulty
 from bird.executor import (
     DEFAULT_MAX_BYTES,
@@ -118,35 +109,19 @@ class EvaluationReport(BaseModel):
     questions: list[QuestionResult]
 
 
-class _ProgressBars:
-    """Done/total and error counts per phase on stderr; silent when disabled."""
+def _phase(
+    progress: PhaseProgress, description: str, total: int
+) -> Callable[[int, ExecutionResult], None]:
+    """An executor `on_result` callback that advances one progress phase and counts errors."""
+    done = errors = 0
 
-    def __init__(self, enabled: bool) -> None:
-        self._progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("errors: {task.fields[errors]}"),
-            TimeElapsedColumn(),
-            console=Console(stderr=True),
-            disable=not enabled,
-        )
+    def advance(_: int, result: ExecutionResult) -> None:
+        nonlocal done, errors
+        done += 1
+        errors += 0 if result.ok else 1
+        progress(description, done, total, f"errors: {errors}")
 
-    @contextmanager
-    def running(self) -> Iterator[_ProgressBars]:
-        with self._progress:
-            yield self
-
-    def phase(self, description: str, total: int) -> Callable[[int, ExecutionResult], None]:
-        task: TaskID = self._progress.add_task(description, total=total, errors=0)
-        errors = 0
-
-        def advance(_: int, result: ExecutionResult) -> None:
-            nonlocal errors
-            errors += 0 if result.ok else 1
-            self._progress.update(task, advance=1, errors=errors)
-
-        return advance
+    return advance
 
 
 def levels_of(split: BirdSplit) -> list[str]:
@@ -202,7 +177,7 @@ def _ves_rewards(
     split: BirdSplit,
     scored: list[tuple[PairedQuestion, QuestionResult]],
     options: EvaluationOptions,
-    bars: _ProgressBars,
+    progress: PhaseProgress,
 ) -> list[float]:
     """R-VES reward per question: timed repeated runs for EX-correct pairs, else 0.
 
@@ -222,7 +197,7 @@ def _ves_rewards(
         workers=options.workers,
         max_rows=options.max_rows,
         max_bytes=options.max_bytes,
-        on_result=bars.phase("R-VES timing", len(requests)),
+        on_result=_phase(progress, "R-VES timing", len(requests)),
     )
     reward_by_question: dict[int, float] = {}
     runs = 2 * options.ves_iterations
@@ -299,8 +274,7 @@ def evaluate_many(
     ]
     present = {db_id: split.has_database(db_id) for db_id in split.db_ids()}
     gold_examples = [example for example in split.examples if present[example.db_id]]
-    bars = _ProgressBars(show_progress)
-    with bars.running():
+    with PhaseProgress(enabled=show_progress) as progress:
         gold_results = gold_cache.results(
             [
                 ExecutionRequest(db_path=split.database_path(example.db_id), sql=example.sql)
@@ -308,7 +282,7 @@ def evaluate_many(
             ],
             limits=options.limits,
             workers=options.workers,
-            on_result=bars.phase("gold queries", len(gold_examples)),
+            on_result=_phase(progress, "gold queries", len(gold_examples)),
         )
         gold_by_question = {
             example.question_id: result
@@ -332,7 +306,7 @@ def evaluate_many(
             workers=options.workers,
             max_rows=options.max_rows,
             max_bytes=options.max_bytes,
-            on_result=bars.phase("predicted queries", len(ordered_requests)),
+            on_result=_phase(progress, "predicted queries", len(ordered_requests)),
         )
 
         reports = []
@@ -350,7 +324,7 @@ def evaluate_many(
                 result = _score(paired, present[example.db_id], gold, predicted)
                 scored.append((paired, result))
             if options.ves:
-                rewards = _ves_rewards(split, scored, options, bars)
+                rewards = _ves_rewards(split, scored, options, progress)
                 for (_, result), reward in zip(scored, rewards, strict=True):
                     result.rves_reward = reward
             questions = [result for _, result in scored]

@@ -162,6 +162,13 @@ def read_database_schema(
     return DatabaseSchema(db_id=db_id or db_path.stem, tables=tables)
 
 
+def table_columns(db_path: Path) -> dict[str, list[str]]:
+    """Table name -> column names, in database order: what SQL rewriting needs to resolve a
+    `*` or a correlated column, without descriptions or sample values."""
+    schema = read_database_schema(db_path, sample_values=0)
+    return {table.name: [column.name for column in table.columns] for table in schema.tables}
+
+
 def _column_comment(description: ColumnDescription | None) -> str:
     if description is None:
         return ""

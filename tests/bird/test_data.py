@@ -94,3 +94,29 @@ def test_folder_without_a_split(tmp_path: Path) -> None:
         load_split(tmp_path)
     with pytest.raises(BirdDataError, match="not a directory"):
         load_split(tmp_path / "absent")
+
+
+def test_select_by_database_limit_and_executability(train_dir: Path) -> None:
+    split = load_split(train_dir)
+    beer = split.select(["BEER_FACTORY"])
+    assert beer and {e.db_id for e in beer} == {"beer_factory"}
+    assert [e.question_id for e in beer] == [
+        e.question_id for e in split.examples if e.db_id == "beer_factory"
+    ]
+    assert split.select(["beer_factory"], limit=3) == beer[:3]
+    executable = split.select(executable=True)
+    assert executable == split.executable_examples()
+    assert split.select(["beer_factory", "movie_platform"], executable=True) == beer
+
+
+@pytest.mark.parametrize("limit", [0, -3])
+def test_select_refuses_a_limit_under_one(train_dir: Path, limit: int) -> None:
+    with pytest.raises(BirdDataError, match=f"limit must be at least 1, not {limit}"):
+        load_split(train_dir).select(limit=limit)
+
+
+def test_select_names_unknown_databases_and_lists_the_known(dev_dir: Path) -> None:
+    with pytest.raises(BirdDataError) as caught:
+        load_split(dev_dir).select(["superheroes"])
+    assert "'superheroes'" in str(caught.value)
+    assert "known: student_club, superhero" in str(caught.value)
