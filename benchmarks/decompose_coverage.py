@@ -20,14 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from bird.data import load_split
-from rationale.decompose_split import (
+from rationale.stages.decompose import (
     CoverageRow,
     DecompositionRecord,
     UndecomposableRecord,
     coverage,
     decompose_examples,
     failure_causes,
-    select_examples,
 )
 
 EX_TARGET = 97.0  # % EX-equal chains (>= 2 steps where needed), executable examples
@@ -40,7 +39,7 @@ def _run(
     split = load_split(split_dir)
     started = time.perf_counter()
     records, unparsable = decompose_examples(
-        split, select_examples(split, db_ids), validate=True, workers=workers
+        split, split.select(db_ids), validate=True, workers=workers
     )
     return records, unparsable, time.perf_counter() - started
 

@@ -22,11 +22,12 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rationale.distill import DistillReport, run_distill
-from rationale.distill_config import DistillConfig, SeedConfig
-from rationale.models import TINY_MODEL_NAME
+from rationale.llm.models import TINY_MODEL_NAME
 from rationale.run_dir import RunDir
-from rationale.seed_stage import run_seed
+from rationale.stages.distill import DistillConfig, DistillReport
+from rationale.stages.distill import run as run_distill
+from rationale.stages.seed import SeedConfig
+from rationale.stages.seed import run as run_seed
 
 
 def main() -> None:

@@ -28,10 +28,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rationale.distill import run_distill
-from rationale.distill_config import DistillConfig, SeedConfig
 from rationale.run_dir import RunDir
-from rationale.seed_stage import run_seed
+from rationale.stages.distill import DistillConfig
+from rationale.stages.distill import run as run_distill
+from rationale.stages.seed import SeedConfig
+from rationale.stages.seed import run as run_seed
 
 FULL_TRAIN = 9428
 TARGET_SECONDS = 60.0

@@ -11,7 +11,7 @@ On a shared, busy machine single runs can be slowed several-fold by other work: 
 pooled ratio (all rounds summed) the table shows the best-of-rounds ratio (each client's
 fastest run, the usual way to filter out interference) and the median per-round ratio.
 
-The cached re-run cost is `rationale generate`'s code path (`run_generate`: read the input,
+The cached re-run cost is `rationale generate`'s code path (`stages.generate.run`: read the input,
 look up every sample, write the output) over requests whose samples are all in the cache,
 with the backend pointed at a closed port, so any request it sent would fail the run.
 
@@ -40,11 +40,11 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from rationale.generate import run_generate
 from rationale.llm import ChatMessage, GenerationRequest, ResponseCache, SamplingParams, generate
 from rationale.llm.backends.openai import OpenAIBackend
 from rationale.llm.cache import CachedSample, sample_key
-from rationale.models import TINY_MODEL_NAME, prepare_model
+from rationale.llm.models import TINY_MODEL_NAME, prepare_model
+from rationale.stages import generate as generate_stage
 
 console = Console()
 
@@ -158,7 +158,7 @@ def _start_server(log: Path) -> tuple[subprocess.Popen[bytes], str, str]:
 
 
 def _cached_rerun_cost(count: int, workdir: Path) -> float:
-    """Seconds per 1000 requests for a `run_generate` where every sample is cached."""
+    """Seconds per 1000 requests for a generate run where every sample is cached."""
     cache = ResponseCache(workdir / "cache")
     sampling = SamplingParams(max_tokens=64)
     input_path = workdir / "cached-input.jsonl"
@@ -184,7 +184,16 @@ def _cached_rerun_cost(count: int, workdir: Path) -> float:
     backend = OpenAIBackend(TINY_MODEL_NAME, [closed], max_attempts=1)
     output = workdir / "cached-output.jsonl"
     started = time.perf_counter()
-    summary = run_generate(backend, input_path, output, sampling, ResponseCache(cache.root))
+    config = generate_stage.GenerateConfig(
+        backend="openai",
+        model=TINY_MODEL_NAME,
+        base_urls=[closed],
+        input=input_path,
+        output=output,
+        max_tokens=sampling.max_tokens,
+        cache_dir=cache.root,
+    )
+    summary = generate_stage.run(config, backend=backend)
     elapsed = time.perf_counter() - started
     assert summary.cache_hits == count and summary.cache_misses == 0
     return elapsed / count * 1000

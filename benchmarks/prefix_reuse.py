@@ -38,19 +38,19 @@ from rich.table import Table
 
 from bird.data import BirdExample, BirdSplit, load_split
 from bird.schema import load_schema, render_schema
-from rationale.decompose_split import DecompositionRecord, decompose_examples
 from rationale.format import Rationale
-from rationale.models import resolve_model
-from rationale.pool import PoolEntry
-from rationale.prompts import (
-    DEFAULT_PROMPTS_DIR,
+from rationale.llm.models import resolve_model
+from rationale.records import PoolEntry
+from rationale.retrieval import ShotQuery, build_retriever
+from rationale.stages.decompose import DecompositionRecord, decompose_examples
+from rationale.stages.seed import read_seed_file
+from rationale.teacher_prompt import (
     PromptMode,
     TeacherPrompt,
     build_teacher_prompt,
     prefix_reuse_order,
 )
-from rationale.retrieval import ShotQuery, build_retriever
-from rationale.seed_stage import read_seed_file
+from rationale.templates import PROMPTS_DIR
 from rationale.validate import ValidationItem, validate_many
 
 TARGET = 60.0  # % of prompt tokens equal to the previous request's prefix
@@ -102,10 +102,15 @@ def _target(
     examples = split.executable_examples()
     task = progress.add_task(f"decompose + validate {split.name}", total=None)
 
-    def report(phase: str, done: int, total: int) -> None:
-        progress.update(task, description=f"{phase} {split.name}", completed=done, total=total)
+    class Report:
+        def __call__(self, phase: str, done: int, total: int | None, note: str = "") -> None:
+            description = f"{phase} {split.name}"
+            progress.update(task, description=description, completed=done, total=total)
 
-    records, _ = decompose_examples(split, examples, validate=True, on_progress=report)
+        def log(self, message: str) -> None:
+            progress.console.print(message)
+
+    records, _ = decompose_examples(split, examples, validate=True, progress=Report())
     by_id: dict[int, DecompositionRecord] = {record.question_id: record for record in records}
     seeded = {entry.question_id for entry in extra_pool}  # a seed wins over its chain
     pool = extra_pool + [
@@ -162,7 +167,7 @@ def _prompt(
 
 def naive_prompts_dir(folder: Path) -> Path:
     """A copy of prompts/ whose user message puts the schema after the shots."""
-    shutil.copytree(DEFAULT_PROMPTS_DIR, folder, dirs_exist_ok=True)
+    shutil.copytree(PROMPTS_DIR, folder, dirs_exist_ok=True)
     layout = folder / "_teacher_user.j2"
     source = layout.read_text(encoding="utf-8")
     block = re.compile(r"\{% block (schema|shots) %\}.*?\{% endblock %\}\n", re.DOTALL)
@@ -220,7 +225,7 @@ def prefix_reuse(stream: Sequence[Sequence[int]]) -> Reuse:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bird", type=Path, default=Path("../shared/bird"))
-    parser.add_argument("--seeds", type=Path, default=DEFAULT_PROMPTS_DIR / "seeds.jsonl")
+    parser.add_argument("--seeds", type=Path, default=PROMPTS_DIR / "seeds.jsonl")
     parser.add_argument("--shots", type=int, default=3)
     parser.add_argument("--model", default="smollm2-135m", help="tokenizer: a local model name")
     args = parser.parse_args()
@@ -240,7 +245,7 @@ def main() -> None:
 
     rows: list[tuple[str, str, PromptMode, list[Reuse], float]] = []
     with tempfile.TemporaryDirectory() as temp:
-        layouts = {"ours": DEFAULT_PROMPTS_DIR, "naive": naive_prompts_dir(Path(temp) / "p")}
+        layouts = {"ours": PROMPTS_DIR, "naive": naive_prompts_dir(Path(temp) / "p")}
         plans = [
             ("ours", "grouped by db", prefix_reuse_order),
             ("ours", "file order", list),

@@ -28,7 +28,7 @@ from rich.table import Table
 
 from bird.data import load_split
 from rationale.format import Rationale, RationaleStep
-from rationale.pool import PoolEntry
+from rationale.records import PoolEntry
 from rationale.retrieval import ShotQuery, build_retriever, sql_signature
 
 STRUCTURAL_CLASSES: dict[str, re.Pattern[str]] = {

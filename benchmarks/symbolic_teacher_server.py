@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bird.data import load_split
 from rationale.decompose import DecompositionError, decompose_sql
-from rationale.decompose_split import database_schema
 from rationale.format import render_rationale
+from rationale.stages.decompose import database_schema
 
 REFUSAL = "I cannot decompose this query."
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from types import TracebackType
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import (
@@ -19,8 +19,14 @@ from rich.progress import (
 
 PIPED_WIDTH = 160
 
-# (phase, done, total or None when unknown, note): how long work reports how far it is.
-ProgressCallback = Callable[[str, int, int | None, str], None]
+
+class ProgressCallback(Protocol):
+    """How long work reports how far it is: `(phase, done, total or None, note)` per step,
+    and `log(message)` for a line worth keeping (a resumption, a phase that starts)."""
+
+    def __call__(self, phase: str, done: int, total: int | None, note: str = "") -> None: ...
+
+    def log(self, message: str) -> None: ...
 
 
 def table_console(stderr: bool = False) -> Console:
@@ -33,8 +39,17 @@ def table_console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, width=None if stream.isatty() else PIPED_WIDTH)
 
 
-def no_progress(phase: str, done: int, total: int | None, note: str = "") -> None:
+class _Silent:
     """A `ProgressCallback` that shows nothing (library use, tests)."""
+
+    def __call__(self, phase: str, done: int, total: int | None, note: str = "") -> None:
+        return None
+
+    def log(self, message: str) -> None:
+        return None
+
+
+no_progress: ProgressCallback = _Silent()
 
 
 class PhaseProgress:
@@ -76,3 +91,6 @@ class PhaseProgress:
         if task is None:
             task = self._tasks[phase] = self._progress.add_task(phase, total=total, note=note)
         self._progress.update(task, completed=done, total=total, note=note)
+
+    def log(self, message: str) -> None:
+        self._progress.console.print(message, markup=False, highlight=False)

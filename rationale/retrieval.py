@@ -54,7 +54,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlglot.tokens import TokenType
 
 from rationale.embeddings import QuestionEmbedder, default_embedder
-from rationale.pool import PoolEntry
+from rationale.records import PoolEntry
 from rationale.sql_text import tokenize
 
 __all__ = [

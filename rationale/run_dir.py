@@ -13,19 +13,22 @@ JSONL files survive a kill: a truncated last line is dropped and the file rewrit
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
+
+from rationale.config import StageConfig
 
 CONFIG_FILE = "config.yaml"
 MANIFEST_FILE = "manifest.json"
@@ -38,17 +41,12 @@ class RunConfigError(ValueError):
     """A run directory cannot be used as asked (config mismatch, missing earlier stage)."""
 
 
-class StageConfig(BaseModel):
-    """Base of every stage config. `RUNTIME_FIELDS` change speed or placement, not results,
-    so they may differ between a run and its resumption."""
+class InUseError(RuntimeError):
+    """Another process holds the lock of a run directory or an output file."""
 
-    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
-    def identity(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", exclude=set(self.RUNTIME_FIELDS))
-
-    def config_hash(self) -> str:
-        return sha256_json(self.identity())
+class RecordFileError(ValueError):
+    """A JSONL record file holds a line that is not a record; the message names file and line."""
 
 
 class InputFile(BaseModel):
@@ -67,11 +65,6 @@ class StageManifest(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     started: str = ""
     finished: str = ""
-
-
-def sha256_json(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -125,9 +118,23 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 # --- JSONL records -------------------------------------------------------------------------
 
 
-def read_jsonl(path: Path, model: type[Record]) -> list[Record]:
-    """Records of `path` (none if it is absent). A last line cut short by a kill is dropped and
-    the file rewritten without it; a bad line elsewhere is corruption and raises with file:line.
+def read_jsonl(
+    path: Path,
+    model: type[Record],
+    *,
+    key: Callable[[Record], Hashable] | None = None,
+    repair: bool = True,
+    what: str = "",
+    advice: str = "the file is corrupt: delete the run directory's stage folder to start over",
+) -> list[Record]:
+    """Records of `path` (none if it is absent), repaired from what a kill or a race leaves.
+
+    A last line cut short by a kill is dropped and the file rewritten without it (unless
+    `repair` is off: a user's input file is never rewritten). With
+    `key`, a record whose key repeats an earlier one (two writers, or a crash between a write
+    and its bookkeeping) is dropped and the file rewritten, the first kept. A bad line
+    elsewhere is corruption: `RecordFileError` naming file and line, `what` a record should
+    be, and `advice`.
     """
     if not path.exists():
         return []
@@ -141,13 +148,23 @@ def read_jsonl(path: Path, model: type[Record]) -> list[Record]:
         try:
             records.append(model.model_validate_json(line))
         except (ValidationError, ValueError) as error:
-            if is_last and not raw.endswith(b"\n"):
-                rewrite_jsonl(path, records)  # the kill cut the last write short
-                return records
-            raise RunConfigError(
-                f"{path}:{number}: not a valid {model.__name__} record ({error}); "
-                "the file is corrupt: delete the run directory's stage folder to start over"
-            ) from error
+            if repair and is_last and not raw.endswith(b"\n"):
+                # the kill cut the last write short: cut it off, keeping the rest's bytes
+                with path.open("r+b") as handle:
+                    handle.truncate(raw.rfind(b"\n") + 1)
+                break
+            problem = error.errors()[0]["msg"] if isinstance(error, ValidationError) else error
+            raise RecordFileError(
+                f"{path}:{number}: not {what or f'a valid {model.__name__} record'} "
+                f"({problem}); {advice}"
+            ) from None
+    if key is not None:
+        first: dict[Hashable, Record] = {}
+        for record in records:
+            first.setdefault(key(record), record)
+        if len(first) != len(records):
+            records = list(first.values())
+            rewrite_jsonl(path, records)
     return records
 
 
@@ -171,6 +188,53 @@ class JsonlAppender:
 
     def close(self) -> None:
         self._handle.close()
+
+
+# --- exclusive use --------------------------------------------------------------------------
+
+_held: dict[Path, int] = {}  # lock file -> how many times this process holds it
+
+
+@contextmanager
+def exclusive(lock_path: Path, what: str) -> Iterator[None]:
+    """Exclusive use of `what` by this process while the block runs.
+
+    Two processes appending to the same records would double them. The lock is an
+    advisory `flock` on `lock_path`, released by the kernel when the holder dies (so a
+    killed run never leaves a stale lock); the file holds the holder's pid for the error.
+    Re-entrant within a process (a pipeline holds its run directory while its stages run).
+    """
+    lock_path = lock_path.resolve()
+    if _held.get(lock_path):
+        _held[lock_path] += 1
+        try:
+            yield
+        finally:
+            _held[lock_path] -= 1
+        return
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise InUseError(
+                f"{what} is in use by {holder}: wait for it to finish or stop it; two "
+                "processes writing the same records would double them"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} (since {now_iso()})\n")
+        handle.flush()
+        _held[lock_path] = 1
+        try:
+            yield
+        finally:
+            del _held[lock_path]
+            handle.seek(0)
+            handle.truncate()
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- the run directory ---------------------------------------------------------------------
@@ -212,6 +276,10 @@ class RunDir:
         stored = self.read_configs().get(stage)
         return stored if isinstance(stored, dict) else None
 
+    def locked(self) -> AbstractContextManager[None]:
+        """Exclusive use of this run directory (see `exclusive`)."""
+        return exclusive(self.root / ".lock", f"run directory {self.root}")
+
     def record_config(self, stage: str, config: StageConfig, *, force: bool = False) -> bool:
         """Store `config` under `stage` in config.yaml; True when this is a resumption.
 
@@ -223,7 +291,8 @@ class RunDir:
         stored = configs.get(stage)
         resuming = isinstance(stored, dict)
         if resuming and not force:
-            old_identity = {k: v for k, v in stored.items() if k not in config.RUNTIME_FIELDS}
+            runtime = config.runtime_fields()
+            old_identity = {k: v for k, v in stored.items() if k not in runtime}
             differences = config_differences(old_identity, config.identity())
             if differences:
                 raise RunConfigError(
@@ -246,3 +315,51 @@ class RunDir:
         write_text_atomic(
             self.manifest_path(manifest.stage), manifest.model_dump_json(indent=2) + "\n"
         )
+
+    def begin_stage(
+        self,
+        stage: str,
+        config: StageConfig,
+        inputs: Sequence[Path],
+        *,
+        force: bool = False,
+        resumes: bool = False,
+    ) -> StageManifest:
+        """Record the stage's resolved config and start its manifest.
+
+        A stage that `resumes` from its earlier records refuses to go on when an input file
+        changed since those records were made (they would silently mix old and new data),
+        unless `force`; the caller then clears the stage's outputs.
+        """
+        current = [input_file(path) for path in inputs]
+        previous = self.read_manifest(stage) if resumes and not force else None
+        if previous is not None:
+            recorded = {item.path: item.sha256 for item in previous.inputs}
+            changed = [
+                item.path for item in current if recorded.get(item.path, item.sha256) != item.sha256
+            ]
+            if changed:
+                raise RunConfigError(
+                    f"{', '.join(changed)} changed since the {stage!r} stage started in "
+                    f"{self.root}, and its records were built on the old content. Use a new run "
+                    f"directory, or --force to discard this stage's results and start it over."
+                )
+        self.record_config(stage, config, force=force)
+        manifest = StageManifest(
+            stage=stage,
+            config_hash=config.config_hash(),
+            inputs=current,
+            versions=software_versions(),
+            started=now_iso(),
+        )
+        self.write_manifest(manifest)
+        return manifest
+
+    def finish_stage(
+        self, manifest: StageManifest, *, counts: dict[str, int], timings: dict[str, float]
+    ) -> None:
+        """Complete a manifest started by `begin_stage`: counts, timings, finish time."""
+        manifest.counts = counts
+        manifest.timings = timings
+        manifest.finished = now_iso()
+        self.write_manifest(manifest)

@@ -35,6 +35,7 @@ from sqlglot.errors import SqlglotError
 
 from bird.compare import ex_match
 from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult, execute_many
+from bird.gold_cache import ExecutionLimits, GoldCache
 from rationale.format import ParseFailure, Rationale, parse_rationale
 from rationale.robust import RobustConfig, robust_equal_many
 
@@ -316,15 +317,18 @@ def validate_many(
     timeout: float = 30.0,
     workers: int = 1,
     pool: ExecutionPool | None = None,
+    gold: GoldCache | None = None,
     robust: RobustConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[ValidationReport]:
     """Validate many rationales; each distinct (database, gold SQL) executes once.
 
-    `pool`, when given, runs the queries in its worker processes instead of starting
-    `workers` new ones: callers that validate batch after batch (the distill loop) keep
-    one pool open rather than paying a pool start per batch.
-    `on_progress(done, total)` is called as queries (gold, step and assembled) finish.
+    Gold results come from `gold` (callers that validate batch after batch pass one cache
+    for the whole run, so a gold query runs once per run, not once per batch). Gold SQL is
+    the dataset's, not a model's: it runs in this process. The rationales' queries are a
+    model's: they run in `pool`'s worker processes when given (one pool kept open across
+    batches rather than a pool start per batch), else in `workers` new ones.
+    `on_progress(done, total)` is called as gold results and the rationales' queries come.
     """
     parsed: list[Rationale | ParseFailure] = [
         parse_rationale(item.rationale) if isinstance(item.rationale, str) else item.rationale
@@ -334,11 +338,8 @@ def validate_many(
         db_path: _table_names(db_path, timeout) for db_path in {item.db_path for item in items}
     }
 
-    gold_keys = list(
-        dict.fromkeys((item.db_path, item.gold_sql) for item in items if item.gold_result is None)
-    )
     structure: list[tuple[list[CheckOutcome], bool]] = []
-    requests = [ExecutionRequest(db_path=db, sql=sql) for db, sql in gold_keys]
+    requests: list[ExecutionRequest] = []
     spans: list[tuple[int, int] | None] = []
     for item, rationale in zip(items, parsed, strict=True):
         if isinstance(rationale, ParseFailure):
@@ -355,25 +356,34 @@ def validate_many(
         requests += [ExecutionRequest(db_path=item.db_path, sql=sql) for sql in queries]
         spans.append((start, len(requests)))
 
+    gold_keys = list(
+        dict.fromkeys((item.db_path, item.gold_sql) for item in items if item.gold_result is None)
+    )
     done = 0
 
     def progress(_: int, __: ExecutionResult) -> None:
         nonlocal done
         done += 1
         if on_progress is not None:
-            on_progress(done, len(requests))
+            on_progress(done, len(gold_keys) + len(requests))
 
+    gold = gold if gold is not None else GoldCache()
+    gold_results = gold.results(
+        [ExecutionRequest(db_path=db, sql=sql) for db, sql in gold_keys],
+        limits=ExecutionLimits(timeout=timeout),
+        on_result=progress,
+    )
+    gold_by_key = dict(zip(gold_keys, gold_results, strict=True))
     if pool is not None:
         results = pool.execute_many(requests, timeout=timeout, on_result=progress)
     else:
         results = execute_many(requests, timeout=timeout, workers=workers, on_result=progress)
-    gold_by_key = dict(zip(gold_keys, results[: len(gold_keys)], strict=True))
 
     reports: list[ValidationReport] = []
     robust_jobs: list[tuple[int, Path, str, str]] = []
     for index, (item, rationale) in enumerate(zip(items, parsed, strict=True)):
         outcomes = structure[index][0]
-        gold = item.gold_result or gold_by_key[(item.db_path, item.gold_sql)]
+        gold_result = item.gold_result or gold_by_key[(item.db_path, item.gold_sql)]
         if isinstance(rationale, ParseFailure):
             outcomes = _parse_failure_report(rationale)
         elif spans[index] is None:
@@ -384,7 +394,7 @@ def validate_many(
         else:
             start, end = spans[index]
             outcomes = outcomes + _execution_checks(
-                rationale, results[start : end - 1], results[end - 1], gold
+                rationale, results[start : end - 1], results[end - 1], gold_result
             )
             if robust is not None and outcomes[-1].passed:
                 robust_jobs.append((index, item.db_path, rationale.assembled_sql(), item.gold_sql))

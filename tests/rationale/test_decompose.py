@@ -19,13 +19,13 @@ from bird.data import load_split
 from bird.executor import execute_sql
 from rationale.cli import app
 from rationale.decompose import DecompositionError, decompose_sql
-from rationale.decompose_split import (
+from rationale.format import Rationale, parse_rationale
+from rationale.stages.decompose import (
     DecompositionRecord,
     coverage,
     database_schema,
     decompose_examples,
 )
-from rationale.format import Rationale, parse_rationale
 
 
 def _tree(sql: str) -> exp.Expression:

@@ -18,7 +18,7 @@ from sqlglot import exp
 from bird.data import BirdExample, BirdSplit
 from rationale.embeddings import EmbeddingModelMissing, QuestionEmbedder, default_embedder
 from rationale.format import Rationale, RationaleStep
-from rationale.pool import PoolEntry
+from rationale.records import PoolEntry
 from rationale.retrieval import (
     LeakageError,
     Retriever,

@@ -1,4 +1,4 @@
-"""The hand-written seed rationales in prompts/seeds.jsonl.
+"""The hand-written seed rationales in rationale/prompts/seeds.jsonl.
 
 Every seed must name a real train question, parse into a rationale that assembles into
 one SQLite query, read only tables its gold query reads, cover the patterns the seed pool
@@ -21,8 +21,9 @@ from bird.data import load_split
 from bird.executor import execute_sql
 from rationale.decompose import decompose_sql
 from rationale.format import Rationale
+from rationale.stages.seed import DEFAULT_SEEDS
 
-SEEDS = Path(__file__).resolve().parents[2] / "prompts" / "seeds.jsonl"
+SEEDS = DEFAULT_SEEDS
 REQUIRED_PATTERNS = {
     "multi_way_join",
     "group_by_having",

@@ -3,13 +3,37 @@ optional dependencies (torch, vLLM) load only where they are used."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Literal, get_args
 
 from rationale.llm.backend import ChatBackend
+from rationale.llm.types import SampleJob, SampleOutput
 
 BackendName = Literal["vllm", "openai", "hf"]
-BACKEND_NAMES: tuple[str, ...] = ("vllm", "openai", "hf")
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
+
+
+class LazyBackend:
+    """A backend built on its first `stream` call: a fully cached pass never loads a model
+    or needs a server."""
+
+    def __init__(self, model: str, factory: Callable[[], ChatBackend]) -> None:
+        self.model = model
+        self._factory = factory
+        self._backend: ChatBackend | None = None
+
+    @property
+    def retried_errors(self) -> int:
+        return self._backend.retried_errors if self._backend is not None else 0
+
+    def stream(self, jobs: Sequence[SampleJob]) -> AsyncIterator[SampleOutput]:
+        if self._backend is None:
+            self._backend = self._factory()
+        return self._backend.stream(jobs)
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
 
 
 def make_backend(

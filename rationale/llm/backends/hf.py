@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rationale.llm.models import resolve_model
 from rationale.llm.types import (
     GenerationRequest,
     SampleJob,
@@ -21,7 +22,6 @@ from rationale.llm.types import (
     SamplingParams,
     truncate_at_stop,
 )
-from rationale.models import resolve_model
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from rationale.llm.backend import BackendUnavailable, GenerationError
+from rationale.llm.models import resolve_model
 from rationale.llm.types import SampleJob, SampleOutput, truncate_at_stop
-from rationale.models import resolve_model
 
 # One work item for an engine: plain data, so it can cross a process boundary.
 WorkItem = dict[str, Any]

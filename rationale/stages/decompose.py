@@ -1,4 +1,4 @@
-"""Decompose every gold query of a BIRD split, validate the chains, and summarise coverage.
+"""The decompose tool: every gold query of a BIRD split as a rationale, validated, with coverage.
 
 Examples whose database is absent still decompose (the chain must parse and assemble)
 and are reported as not validated. Validation goes through `rationale.validate`, which
@@ -11,15 +11,18 @@ output only holds chains that reproduce the gold result where that could be chec
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import Literal
+from collections.abc import Iterable
+from pathlib import Path
+from typing import ClassVar, Literal
 
 import sqlglot
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlglot.errors import SqlglotError
 
-from bird.data import BirdExample, BirdSplit
-from bird.schema import read_database_schema
+from bird.console import ProgressCallback, no_progress
+from bird.data import BirdExample, BirdSplit, load_split
+from bird.schema import table_columns
+from rationale.config import StageConfig
 from rationale.decompose import (
     DIALECT,
     Decomposition,
@@ -29,7 +32,9 @@ from rationale.decompose import (
     fallback_decomposition,
 )
 from rationale.format import Rationale, RationaleStep, render_rationale
+from rationale.run_dir import rewrite_jsonl
 
+NAME = "decompose"
 ValidationStatus = Literal["ex_equal", "failed", "not_validated"]
 
 
@@ -69,10 +74,7 @@ class UndecomposableRecord(BaseModel):
 
 def database_schema(split: BirdSplit, db_id: str) -> Schema | None:
     """Table -> columns for a database that is present (exact star and correlation checks)."""
-    if not split.has_database(db_id):
-        return None
-    schema = read_database_schema(split.database_path(db_id), db_id, sample_values=0)
-    return {table.name: [column.name for column in table.columns] for table in schema.tables}
+    return table_columns(split.database_path(db_id)) if split.has_database(db_id) else None
 
 
 def assembles(rationale: Rationale) -> bool:
@@ -109,14 +111,6 @@ def _record(
     )
 
 
-def select_examples(
-    split: BirdSplit, db_ids: Iterable[str] = (), limit: int | None = None
-) -> list[BirdExample]:
-    wanted = {db.lower() for db in db_ids}
-    chosen = [e for e in split.examples if not wanted or e.db_id.lower() in wanted]
-    return chosen[:limit] if limit is not None else chosen
-
-
 def decompose_examples(
     split: BirdSplit,
     examples: list[BirdExample],
@@ -124,12 +118,10 @@ def decompose_examples(
     validate: bool = True,
     workers: int = 1,
     timeout: float = 30.0,
-    on_progress: Callable[[str, int, int], None] | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> tuple[list[DecompositionRecord], list[UndecomposableRecord]]:
-    """Decompose (and, where the database is present, validate) `examples` of `split`.
-
-    `on_progress(phase, done, total)` reports the "decompose" and "validate" phases.
-    """
+    """Decompose (and, where the database is present, validate) `examples` of `split`;
+    `progress` reports the "decompose" and "validate" phases."""
     schemas: dict[str, Schema | None] = {}
     decomposed: list[tuple[BirdExample, Decomposition]] = []
     unparsable: list[UndecomposableRecord] = []
@@ -144,8 +136,7 @@ def decompose_examples(
                     question_id=example.question_id, db_id=example.db_id, error=str(error)
                 )
             )
-        if on_progress is not None:
-            on_progress("decompose", done, len(examples))
+        progress("decompose", done, len(examples), "")
 
     records: dict[int, DecompositionRecord] = {}
     to_validate = [
@@ -159,7 +150,7 @@ def decompose_examples(
                 example, d, "not_validated", f"database {example.db_id} is not in {split.root}"
             )
     if to_validate:
-        reports = _validate(split, to_validate, workers, timeout, on_progress)
+        reports = _validate(split, to_validate, workers, timeout, progress)
         retry: list[tuple[BirdExample, Decomposition]] = []
         for (example, d), report in zip(to_validate, reports, strict=True):
             if report.outcome("ex_equal").passed or not d.structured:
@@ -174,7 +165,7 @@ def decompose_examples(
                     records[example.question_id] = _from_report(example, d, report)
         if retry:
             for (example, d), report in zip(
-                retry, _validate(split, retry, workers, timeout, on_progress), strict=True
+                retry, _validate(split, retry, workers, timeout, progress), strict=True
             ):
                 records[example.question_id] = _from_report(example, d, report)
     ordered = [records[e.question_id] for e, _ in decomposed]
@@ -194,7 +185,7 @@ def _validate(
     pairs: list[tuple[BirdExample, Decomposition]],
     workers: int,
     timeout: float,
-    on_progress: Callable[[str, int, int], None] | None,
+    progress: ProgressCallback,
 ):
     # imported here: validation needs the executor, decomposition alone does not
     from rationale.validate import ValidationItem, validate_many
@@ -213,9 +204,7 @@ def _validate(
         items,
         timeout=timeout,
         workers=workers,
-        on_progress=(lambda done, total: on_progress("validate", done, total))
-        if on_progress is not None
-        else None,
+        on_progress=lambda done, total: progress("validate", done, total, ""),
     )
 
 
@@ -280,3 +269,58 @@ def failure_causes(
             reason = record.fallback_reason or ""
             causes[f"one-step fallback: {reason[:100]}"] += 1
     return causes
+
+
+class DecomposeConfig(StageConfig):
+    """The decompose tool: symbolic rationales for a split's gold queries."""
+
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers"})
+
+    data: Path = Field(description="Split folder in the official layout (holding dev.json, ...).")
+    output: Path | None = Field(
+        default=None, description="JSONL file for the records (one per example)."
+    )
+    validate_chains: bool = Field(
+        default=False,
+        description="Execute each chain and its gold query and check EX equality (official "
+        "set rule); examples whose database is missing are reported as not validated.",
+        json_schema_extra={"flag": "validate"},
+    )
+    db_ids: list[str] = Field(
+        default_factory=list,
+        description="Only these databases; repeat for several.",
+        json_schema_extra={"flag": "db"},
+    )
+    limit: int | None = Field(default=None, ge=1, description="Only the first N examples.")
+    workers: int = Field(default=1, ge=1, description="Processes for execution.")
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per query.")
+
+
+class DecomposeReport(BaseModel):
+    coverage: CoverageRow
+    causes: dict[str, int]
+    records: int
+    output: str | None
+
+
+def run(config: DecomposeConfig, *, progress: ProgressCallback = no_progress) -> DecomposeReport:
+    """Decompose the selected examples, write the records to `output`, and measure coverage."""
+    split = load_split(config.data)
+    examples = split.select(config.db_ids, config.limit)
+    records, unparsable = decompose_examples(
+        split,
+        examples,
+        validate=config.validate_chains,
+        workers=config.workers,
+        timeout=config.timeout,
+        progress=progress,
+    )
+    if config.output is not None:
+        rewrite_jsonl(config.output, records)
+    label = split.name + (f" ({', '.join(config.db_ids)})" if config.db_ids else "")
+    return DecomposeReport(
+        coverage=coverage(label, records, unparsable),
+        causes=dict(failure_causes(records, unparsable).most_common()),
+        records=len(records),
+        output=str(config.output) if config.output is not None else None,
+    )

@@ -23,7 +23,7 @@ from rationale.llm import (
     iter_generate,
 )
 from rationale.llm.backends.openai import OpenAIBackend, ServerRejectedRequest, ServerUnavailable
-from rationale.models import TINY_MODEL_NAME
+from rationale.llm.models import TINY_MODEL_NAME
 
 REQUEST_TIMEOUT_S = 45.0
 

@@ -16,31 +16,53 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
-from rationale.distill_config import SeedConfig
+from rationale.config import StageConfig
 from rationale.format import Rationale, RationaleStep
-from rationale.pool import PoolEntry
-from rationale.run_dir import (
-    RunConfigError,
-    RunDir,
-    StageManifest,
-    file_sha256,
-    input_file,
-    now_iso,
-    read_jsonl,
-    rewrite_jsonl,
-    software_versions,
-    write_text_atomic,
-)
+from rationale.records import PoolEntry
+from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl, write_text_atomic
+from rationale.templates import PROMPTS_DIR
 from rationale.validate import ValidationItem, validate_many
 
+NAME = "seed"
+DEFAULT_SEEDS = PROMPTS_DIR / "seeds.jsonl"
+
 SeedStatus = Literal["valid", "invalid", "no_database", "not_in_split"]
+Bootstrap = Literal["none", "decompose"]
+
+
+class SeedConfig(StageConfig):
+    """Stage 1: validate the hand-written seeds and write pool iteration 0."""
+
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers"})
+
+    data: Path = Field(description="The train split folder (holds train.json).")
+    seeds: Path = Field(
+        default=DEFAULT_SEEDS,
+        description="Seed rationales (JSONL); default: the 43 shipped with the package.",
+    )
+    bootstrap: Bootstrap = Field(
+        default="none",
+        description="decompose: also add the symbolic decomposer's validated chains for "
+        "executable examples (none: the paper's seed-only setting).",
+    )
+    keep_unverified: bool = Field(
+        default=False,
+        description="Keep seeds whose database is absent (not execution-checked) in the pool.",
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per SQL statement.")
+    workers: int = Field(default=2, ge=1, description="SQL worker processes.")
+
+    @field_validator("data", "seeds")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
 
 
 class SeedFileError(ValueError):
@@ -179,7 +201,7 @@ def _bootstrap_entries(
     split: BirdSplit, config: SeedConfig, taken: set[int]
 ) -> tuple[list[PoolEntry], int, int]:
     """Validated structured decompositions of executable examples not already seeded."""
-    from rationale.decompose_split import decompose_examples
+    from rationale.stages.decompose import decompose_examples
 
     examples = [e for e in split.executable_examples() if e.question_id not in taken]
     records, _ = decompose_examples(split, examples, workers=config.workers, timeout=config.timeout)
@@ -200,39 +222,47 @@ def _bootstrap_entries(
     return added, fallbacks, failed
 
 
-def run_seed(
+def run(
     config: SeedConfig,
-    run: RunDir,
+    run_dir: RunDir,
     *,
     force: bool = False,
-    on_phase: Callable[[str], None] | None = None,
+    progress: ProgressCallback = no_progress,
 ) -> SeedReport:
     """Validate the seeds, write `pool/iteration_0.jsonl` and `seed/report.json`.
 
     Refuses to replace a different iteration-0 pool once distillation has used it (its
     results were built from the old pool), unless `force`.
     """
-    started, clock = now_iso(), time.perf_counter()
-    run.record_config("seed", config, force=force)
+    with run_dir.locked():
+        return _run(config, run_dir, force=force, progress=progress)
+
+
+def _run(
+    config: SeedConfig, run_dir: RunDir, *, force: bool, progress: ProgressCallback
+) -> SeedReport:
+    clock = time.perf_counter()
     split = load_split(config.data)
     seeds = read_seed_file(config.seeds)
-    if on_phase:
-        on_phase(f"validating {len(seeds)} seeds")
+    manifest = run_dir.begin_stage(
+        NAME, config, [config.seeds, split.root / f"{split.name}.json"], force=force
+    )
+    progress(f"validating {len(seeds)} seeds", 0, None)
     outcomes, entries = _check_seeds(split, seeds, config)
+    progress(f"validating {len(seeds)} seeds", len(seeds), len(seeds))
     fallbacks = failed = 0
     bootstrap: list[PoolEntry] = []
     if config.bootstrap == "decompose":
-        if on_phase:
-            on_phase("decomposing and validating executable examples")
+        progress("decomposing and validating executable examples", 0, None)
         bootstrap, fallbacks, failed = _bootstrap_entries(
             split, config, {entry.question_id for entry in entries}
         )
     pool = entries + bootstrap
-    pool_path = run.pool_path(0)
+    pool_path = run_dir.pool_path(0)
     changed = pool_path.exists() and read_jsonl(pool_path, PoolEntry) != pool
-    if changed and run.stage_dir("distill").exists() and not force:
+    if changed and run_dir.stage_dir("distill").exists() and not force:
         raise RunConfigError(
-            f"{pool_path} would change, and distillation in {run.root} was built on it. "
+            f"{pool_path} would change, and distillation in {run_dir.root} was built on it. "
             "Use a new run directory, or --force (then re-run distill with --force)."
         )
     rewrite_jsonl(pool_path, pool)
@@ -251,22 +281,12 @@ def run_seed(
         pool_size=len(pool),
         outcomes=outcomes,
     )
-    stage_dir = run.stage_dir("seed")
-    write_text_atomic(stage_dir / "report.json", report.model_dump_json(indent=2) + "\n")
-    run.write_manifest(
-        StageManifest(
-            stage="seed",
-            config_hash=config.config_hash(),
-            inputs=[input_file(config.seeds), input_file(split.root / f"{split.name}.json")],
-            counts={"seeds": len(seeds), **counts, "pool": len(pool)},
-            timings={"seconds": round(time.perf_counter() - clock, 3)},
-            versions=software_versions(),
-            started=started,
-            finished=now_iso(),
-        )
+    write_text_atomic(
+        run_dir.stage_dir(NAME) / "report.json", report.model_dump_json(indent=2) + "\n"
+    )
+    run_dir.finish_stage(
+        manifest,
+        counts={"seeds": len(seeds), **counts, "pool": len(pool)},
+        timings={"seconds": round(time.perf_counter() - clock, 3)},
     )
     return report
-
-
-def pool_file_hash(run: RunDir) -> str:
-    return file_sha256(run.pool_path(0))

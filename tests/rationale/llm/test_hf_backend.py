@@ -15,7 +15,7 @@ from rationale.llm import (
     generate,
 )
 from rationale.llm.backends.hf import HFBackend
-from rationale.models import TINY_MODEL_NAME
+from rationale.llm.models import TINY_MODEL_NAME
 
 
 @pytest.fixture(scope="module")

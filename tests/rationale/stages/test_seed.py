@@ -12,10 +12,10 @@ import pytest
 from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import execute_sql
-from rationale.distill_config import DEFAULT_SEEDS, SeedConfig
-from rationale.pool import PoolEntry
+from rationale.records import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl
-from rationale.seed_stage import SeedFileError, read_seed_file, run_seed
+from rationale.stages.seed import DEFAULT_SEEDS, SeedConfig, SeedFileError, read_seed_file
+from rationale.stages.seed import run as run_seed
 
 
 def _seed_lines() -> list[dict]:

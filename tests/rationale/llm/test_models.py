@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rationale.models import (
+from rationale.llm.models import (
     TINY_MODEL_NAME,
     ModelPreparationError,
     is_prepared,

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rationale.models import TINY_MODEL_NAME, prepare_model
+from rationale.llm.models import TINY_MODEL_NAME, prepare_model
 
 SERVER_START_TIMEOUT_S = 180.0
 # Room for a few thousand tokens of KV cache: plenty for these tests, about 1.5 GB in all.

@@ -9,7 +9,7 @@ import pytest
 
 from rationale.llm import BackendUnavailable, ChatMessage, GenerationRequest, SamplingParams
 from rationale.llm import generate as run
-from rationale.models import TINY_MODEL_NAME
+from rationale.llm.models import TINY_MODEL_NAME
 
 
 def _gpu_and_vllm() -> str | None:

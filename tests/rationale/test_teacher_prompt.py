@@ -1,7 +1,7 @@
 """Teacher prompts: content, layout for prefix caching, template provenance, request order.
 
 Prompts are built from the real BIRD files (schemas of the real databases, real questions)
-and real seed rationales from prompts/seeds.jsonl as few-shot examples.
+and real seed rationales from rationale/prompts/seeds.jsonl as few-shot examples.
 """
 
 from __future__ import annotations
@@ -17,22 +17,21 @@ from bird.data import BirdExample, BirdSplit
 from bird.schema import load_schema, render_schema
 from rationale.decompose import decompose_sql
 from rationale.format import Rationale, parse_rationale, render_rationale
-from rationale.models import TINY_MODEL_NAME, prepare_model
-from rationale.pool import PoolEntry
-from rationale.prompts import (
-    DEFAULT_PROMPTS_DIR,
+from rationale.llm.models import TINY_MODEL_NAME, prepare_model
+from rationale.records import PoolEntry
+from rationale.teacher_prompt import (
     SKELETON_PLACEHOLDER,
-    PromptTemplateError,
     TeacherPrompt,
     build_teacher_prompt,
     prefix_reuse_order,
 )
+from rationale.templates import PROMPTS_DIR, PromptTemplateError
 
 
 @pytest.fixture(scope="module")
 def seed_shots(train: BirdSplit) -> list[PoolEntry]:
     """Three seeds as pool entries, from at least two databases."""
-    lines = (DEFAULT_PROMPTS_DIR / "seeds.jsonl").read_text(encoding="utf-8").splitlines()
+    lines = (PROMPTS_DIR / "seeds.jsonl").read_text(encoding="utf-8").splitlines()
     seeds = [json.loads(line) for line in lines if line]
     beer = [s for s in seeds if s["db_id"] == "beer_factory"][:2]
     other = [s for s in seeds if s["db_id"] != "beer_factory"][:1]
@@ -203,7 +202,7 @@ def test_no_shots_and_no_evidence(beer_example, beer_schema):
 
 def _copy_prompts(tmp_path: Path) -> Path:
     target = tmp_path / "prompts"
-    shutil.copytree(DEFAULT_PROMPTS_DIR, target)
+    shutil.copytree(PROMPTS_DIR, target)
     return target
 
 

@@ -25,15 +25,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rationale.distill import AcceptedRationale, AttemptRecord, DistillReport, run_distill
-from rationale.distill_config import DistillConfig, SeedConfig
-from rationale.pool import PoolEntry
+from rationale.records import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.retrieval import LeakageError
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl
-from rationale.seed_stage import run_seed
+from rationale.stages.distill import DistillConfig, DistillReport
+from rationale.stages.distill import run as run_distill
+from rationale.stages.seed import SeedConfig
+from rationale.stages.seed import run as run_seed
 from rationale.validate import ValidationItem, validate_many
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SERVER_SCRIPT = REPO / "benchmarks" / "symbolic_teacher_server.py"
 RATIONALE_CLI = Path(sys.executable).parent / "rationale"
 
@@ -157,7 +158,7 @@ def _check_mechanics(run: RunDir, report: DistillReport, train_dir: Path) -> Non
     assert len({(a.split, a.question_id) for a in accepted}) == len(accepted)
     for record in accepted:
         p = record.provenance
-        assert p.teacher_model and p.backend and p.template.endswith(".j2")
+        assert p.model and p.backend and p.template.endswith(".j2")
         assert len(p.template_hash) == 64 and p.iteration >= 1 and p.sample_index >= 0
         assert record.validation.valid and record.prompt_tokens
         assert p.shot_ids == [s.question_id for s in p.shots]
@@ -311,7 +312,7 @@ def test_a_dev_entry_in_a_train_pool_is_refused(
 
 
 def test_tiny_llm_teacher_two_iterations(train_dir: Path, tmp_path: Path) -> None:
-    from rationale.models import TINY_MODEL_NAME, prepare_model
+    from rationale.llm.models import TINY_MODEL_NAME, prepare_model
 
     prepare_model(TINY_MODEL_NAME)  # scripts/install.sh installs it: a failure here is real
     run = _seeded_run(train_dir, tmp_path / "run")

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rationale.cli import app
-from rationale.generate import InputFileError, load_done_ids, read_outputs, read_requests
+from rationale.stages.generate import InputFileError, load_done_ids, read_outputs, read_requests
 
 RUN_CLI = [sys.executable, "-c", "from rationale.cli import app; app()"]
 
@@ -40,7 +40,7 @@ def _openai_args(server: Any, tmp_path: Path, input_path: Path, output: Path) ->
         "--output", str(output),
         "--max-tokens", "12",
         "--max-in-flight", "2",
-        "--timeout", "45",  # transformers serve now and then never answers a request
+        "--request-timeout", "45",  # transformers serve now and then never answers a request
         "--cache-dir", str(tmp_path / "cache"),
     ]  # fmt: skip
 

@@ -1,0 +1,74 @@
+"""What every command shares: the console, and one way to report a user's error.
+
+A mistake in what the user gave (a config key, a data folder, an input file) exits 2; a
+run that cannot go on as asked (a run directory built with another config or in use, a
+server that does not answer, a model that cannot be prepared) exits 1; Ctrl-C exits 130.
+Each prints one line naming what is wrong and what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.markup import escape
+
+from bird.console import table_console
+from bird.data import BirdDataError
+from rationale.config import ConfigError
+from rationale.llm import GenerationError
+from rationale.llm.models import ModelPreparationError
+from rationale.retrieval import LeakageError
+from rationale.run_dir import InUseError, RecordFileError, RunConfigError
+from rationale.stages.seed import SeedFileError
+from rationale.stages.validate import InputError
+from rationale.templates import PromptTemplateError
+
+console = table_console(stderr=True)
+
+INPUT_ERRORS: tuple[type[Exception], ...] = (
+    BirdDataError,
+    ConfigError,
+    InputError,
+    PromptTemplateError,
+    RecordFileError,
+    SeedFileError,
+)
+RUN_ERRORS: tuple[type[Exception], ...] = (
+    GenerationError,
+    InUseError,
+    LeakageError,
+    ModelPreparationError,
+    RunConfigError,
+)
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    console.print(f"[red]error:[/red] {escape(message)}")
+    return typer.Exit(code)
+
+
+def reporting_errors(command: Command) -> Command:
+    """Run `command`, turning the errors a user can fix into one line and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except INPUT_ERRORS as error:
+            raise fail(str(error), 2) from None
+        except RUN_ERRORS as error:
+            raise fail(str(error), 1) from None
+        except KeyboardInterrupt:
+            console.print(
+                "[yellow]interrupted[/yellow]: nothing finished was lost; run the same "
+                "command again to resume"
+            )
+            raise typer.Exit(INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,78 @@
+"""`rationale distill`: grow the pool with teacher rationales that validation accepts."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from rationale.cli.common import console
+from rationale.cli.stage_command import stage_command
+from rationale.run_dir import RunDir
+from rationale.stages import STAGES
+from rationale.stages.distill import NAME, DistillReport, IterationRow
+
+
+def iteration_table(report: DistillReport) -> Table:
+    """The per-iteration table: the figures of report.json."""
+    table = Table(title=f"distill {report.split} with {report.teacher_model} ({report.mode})")
+    columns = (
+        "iter",
+        "candidates",
+        "attempted",
+        "samples",
+        "parsed",
+        "valid",
+        "accepted",
+        "coverage %",
+        "gain",
+        "prompt tok",
+        "completion tok",
+        "sent",
+        "wall s",
+    )
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in report.iterations:
+        table.add_row(*_row_cells(row))
+    missing = sum(report.no_database.values())
+    table.caption = (
+        f"{report.covered}/{report.executable} executable examples covered "
+        f"({report.coverage:.1f}%), seed pool {report.seed_pool}; {missing} examples have no "
+        f"database; stopped: {report.stop_reason}. sent = samples not served by the cache."
+    )
+    return table
+
+
+def _row_cells(row: IterationRow) -> list[str]:
+    return [
+        str(row.iteration),
+        str(row.candidates),
+        str(row.attempted),
+        str(row.samples),
+        str(row.parsed),
+        str(row.valid),
+        str(row.accepted),
+        f"{row.coverage:.1f}",
+        f"{row.gain:+.1f}",
+        str(row.prompt_tokens),
+        str(row.completion_tokens),
+        str(row.samples_generated),
+        f"{row.wall_seconds:.1f}",
+    ]
+
+
+def show(report: DistillReport, run_dir: RunDir | None) -> None:
+    console.print(iteration_table(report))
+    if run_dir is not None:
+        typer.echo(str(run_dir.stage_dir(NAME) / "report.json"))
+
+
+command = stage_command(
+    next(stage for stage in STAGES if stage.name == NAME),
+    show,
+    doc="""Distil validated rationales from a teacher LLM, iteratively growing the pool.
+
+    Kill it at any point and run the same command again: it finishes with the same
+    accepted set, and every sample already answered comes from the response cache.
+    """,
+)

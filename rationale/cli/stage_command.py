@@ -1,0 +1,40 @@
+"""One command per stage: options from its config, a progress display, the stage, a summary."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from bird.console import PhaseProgress
+from rationale.cli.common import console, fail
+from rationale.cli.options import RUN_DIR_OPTIONS, config_command
+from rationale.run_dir import RunDir
+from rationale.stages import Stage
+
+# Prints what a stage produced: its report and, for pipeline stages, the run directory.
+Show = Callable[[Any, RunDir | None], None]
+
+
+def stage_command(stage: Stage, show: Show, doc: str) -> Callable[..., None]:
+    """The `rationale <stage>` command: `--config`, `--run`/`--force` for pipeline stages,
+    one option per config key; runs the stage under one progress display, then `show`s."""
+
+    def body(config: BaseModel, extras: dict[str, Any]) -> None:
+        run_dir = None
+        if stage.in_run_dir:
+            run_path: Path | None = extras["run"]
+            if run_path is None:
+                raise fail("missing option --run: the run directory to write into", 2)
+            run_dir = RunDir(run_path)
+        with PhaseProgress(console) as progress:
+            if run_dir is not None:
+                report = stage.run(config, run_dir, force=extras["force"], progress=progress)
+            else:
+                report = stage.run(config, progress=progress)
+        show(report, run_dir)
+
+    extra = RUN_DIR_OPTIONS if stage.in_run_dir else ()
+    return config_command(stage.config, stage.name, body, extra=extra, doc=doc)

@@ -1,0 +1,117 @@
+"""Stage configs as data: pydantic models read from YAML, overridden by flags, recorded resolved.
+
+Every stage has one config model. A user writes it as YAML (the whole file, or the stage's
+section of a pipeline file or of a run's `config.yaml`), overrides any key with a flag, and
+the run directory records the resolved config. A key the model does not know, a value of
+the wrong type, or a missing required key is a `ConfigError` naming the key, where it came
+from, and what is expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key, its source, and the fix."""
+
+
+class StageConfig(BaseModel):
+    """Base of every stage config. Unknown keys are errors (a typo must not be ignored).
+
+    `RUNTIME_FIELDS` (here or on a mixed-in part such as `BackendConfig`) change how fast or
+    where a stage runs, not its results, so they may differ between a run and its resumption
+    and are left out of the config hash."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    @classmethod
+    def runtime_fields(cls) -> frozenset[str]:
+        fields: set[str] = set()
+        for klass in cls.__mro__:
+            fields |= getattr(klass, "RUNTIME_FIELDS", frozenset())
+        return frozenset(fields)
+
+    def identity(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude=set(self.runtime_fields()))
+
+    def config_hash(self) -> str:
+        return sha256_json(self.identity())
+
+
+def sha256_json(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def read_config_file(path: Path, section: str) -> dict[str, Any]:
+    """The mapping a config file gives stage `section`: the file's `section:` key when it
+    has one (a pipeline file, a run's config.yaml), else the whole file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, not {type(loaded).__name__}")
+    nested = loaded.get(section)
+    return dict(nested) if isinstance(nested, dict) else dict(loaded)
+
+
+def _describe_error(error: dict[str, Any], model: type[BaseModel], sources: dict[str, str]) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    key = str(error["loc"][0]) if error["loc"] else ""
+    origin = sources.get(key, "")
+    where = f"{location} ({origin})" if origin else location
+    if error["type"] == "extra_forbidden":
+        close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown config key {where}{hint}"
+    if error["type"] == "missing":
+        return f"missing required config key {location}: set it in the config file or by flag"
+    if not error["loc"]:
+        return str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+def resolve_config(
+    model: type[Config],
+    file_values: dict[str, Any],
+    overrides: dict[str, Any],
+    *,
+    file_label: str = "",
+    override_labels: dict[str, str] | None = None,
+) -> Config:
+    """`model` from file values with `overrides` on top; errors name each bad key and whether
+    it came from the file (`file_label`) or a flag (`override_labels[key]`)."""
+    sources = {key: file_label for key in file_values if file_label}
+    sources.update(override_labels or {})
+    try:
+        return model.model_validate({**file_values, **overrides})
+    except ValidationError as error:
+        problems = [_describe_error(e, model, sources) for e in error.errors()]
+        raise ConfigError("; ".join(dict.fromkeys(problems))) from None
+
+
+def config_yaml(config: BaseModel) -> str:
+    """The resolved config as YAML, as a run directory records it."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,41 @@
+"""The pipeline's stages in order, and the tools beside them.
+
+Every stage is one module with one pydantic config and one `run` function:
+
+    run(config, run_dir, *, force=False, progress=no_progress) -> report   pipeline stages
+    run(config, *, progress=no_progress) -> report                          tools
+
+A pipeline stage reads and writes records in a run directory (`rationale.run_dir`),
+records its resolved config and a manifest there, and resumes what a kill interrupted.
+A tool reads and writes the files it is given. `STAGES` is the order the one-command
+pipeline walks; the command line derives every stage's options from its config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from rationale.config import StageConfig
+from rationale.stages import decompose, distill, generate, seed, validate
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    config: type[StageConfig]
+    run: Callable[..., BaseModel]
+    in_run_dir: bool  # a pipeline stage (run directory) or a tool (files)
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(seed.NAME, seed.SeedConfig, seed.run, in_run_dir=True),
+    Stage(distill.NAME, distill.DistillConfig, distill.run, in_run_dir=True),
+)
+TOOLS: tuple[Stage, ...] = (
+    Stage(decompose.NAME, decompose.DecomposeConfig, decompose.run, in_run_dir=False),
+    Stage(validate.NAME, validate.ValidateConfig, validate.run, in_run_dir=False),
+    Stage(generate.NAME, generate.GenerateConfig, generate.run, in_run_dir=False),
+)

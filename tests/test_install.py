@@ -1,0 +1,82 @@
+"""A plain (non-editable) install works from another directory: templates and seeds are
+package data found through importlib.resources, not files beside a source checkout."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_install_runs_seed_and_decompose_elsewhere(train_dir: Path, tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheels.glob("sql_rationale-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "rationale/prompts/seeds.jsonl" in names
+    assert "rationale/prompts/teacher_free.j2" in names
+
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site = Path(
+        subprocess.run(
+            [
+                str(venv / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    with zipfile.ZipFile(wheel) as archive:  # what pip does for a pure-Python wheel
+        archive.extractall(site)
+    # The dependencies come from this environment's site-packages, put on the path as a plain
+    # folder: its editable-install hooks (.pth files) are not run, so `rationale` can only be
+    # the copy installed from the wheel.
+    env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        code = "import sys; from rationale.cli import app; sys.argv[0] = 'rationale'; app()"
+        return subprocess.run(
+            [str(venv / "bin" / "python"), "-c", code, *args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    where = run("--help")
+    located = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import rationale; print(rationale.__file__)"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert where.returncode == 0 and located.stdout.startswith(str(site)), located.stdout
+    seeded = run("seed", "--data", str(train_dir), "--run", str(tmp_path / "run"), "--workers", "1")
+    assert seeded.returncode == 0, seeded.stderr
+    assert (tmp_path / "run" / "pool" / "iteration_0.jsonl").read_text().count("\n") == 11
+    decomposed = run(
+        "decompose", "--data", str(train_dir), "--db", "beer_factory", "--limit", "3",
+        "--validate", "--output", str(tmp_path / "d.jsonl"),
+    )  # fmt: skip
+    assert decomposed.returncode == 0, decomposed.stderr
+    assert (tmp_path / "d.jsonl").read_text().count("\n") == 3
