@@ -24,6 +24,33 @@ Difficulty = Literal["simple", "moderate", "challenging"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("simple", "moderate", "challenging")
 
 
+# Databases of the public evaluation splits: BIRD dev (dev_20240627, also mini-dev's) and the
+# dev split of the project's demo dataset. A training dataset must never hold their questions.
+EVALUATION_DATABASES = frozenset(
+    {
+        "california_schools",
+        "card_games",
+        "codebase_community",
+        "debit_card_specializing",
+        "european_football_2",
+        "financial",
+        "formula_1",
+        "student_club",
+        "superhero",
+        "thrombosis_prediction",
+        "toxicology",
+        "ferry_line",
+        "high_school",
+    }
+)
+
+
+def is_evaluation_split(name: str) -> bool:
+    """Whether a split's name marks it as held out for evaluation (dev, test, mini-dev...)."""
+    lowered = name.lower().replace("-", "_")
+    return lowered.startswith(("dev", "test", "mini_dev", "valid", "eval", "holdout"))
+
+
 class BirdDataError(ValueError):
     """A BIRD split that cannot be read; the message names the file and what to do."""
 

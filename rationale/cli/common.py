@@ -18,12 +18,14 @@ from rich.markup import escape
 from bird.console import table_console
 from bird.data import BirdDataError
 from rationale.config import ConfigError
+from rationale.leakage import DatasetLeakageError
 from rationale.llm import GenerationError
 from rationale.llm.models import ModelPreparationError
 from rationale.retrieval import LeakageError
 from rationale.run_dir import InUseError, RecordFileError, RunConfigError
 from rationale.stages.seed import SeedFileError
 from rationale.stages.validate import InputError
+from rationale.task_prompt import PromptBudgetError
 from rationale.templates import PromptTemplateError
 
 console = table_console(stderr=True)
@@ -32,11 +34,13 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     BirdDataError,
     ConfigError,
     InputError,
+    PromptBudgetError,
     PromptTemplateError,
     RecordFileError,
     SeedFileError,
 )
 RUN_ERRORS: tuple[type[Exception], ...] = (
+    DatasetLeakageError,
     GenerationError,
     InUseError,
     LeakageError,

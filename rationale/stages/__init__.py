@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from rationale.config import StageConfig
-from rationale.stages import decompose, distill, generate, seed, validate
+from rationale.stages import decompose, distill, export, generate, seed, validate
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Stage:
 STAGES: tuple[Stage, ...] = (
     Stage(seed.NAME, seed.SeedConfig, seed.run, in_run_dir=True),
     Stage(distill.NAME, distill.DistillConfig, distill.run, in_run_dir=True),
+    Stage(export.NAME, export.ExportConfig, export.run, in_run_dir=True),
 )
 TOOLS: tuple[Stage, ...] = (
     Stage(decompose.NAME, decompose.DecomposeConfig, decompose.run, in_run_dir=False),

@@ -1,0 +1,48 @@
+"""The leakage guard of training data: no dev or test question, no evaluation database.
+
+A model trained on a question it is later scored on would report a number that means
+nothing, and no error would ever show it. Every training dataset and train pool passes
+here: records whose split is an evaluation split (dev, test, mini-dev, ...) or whose
+database belongs to one (BIRD dev's eleven and the demo's dev databases, plus the
+databases of any held-out split folder the user names) are refused, with their ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from bird.data import EVALUATION_DATABASES, is_evaluation_split, load_split
+from rationale.records import ExampleRationale
+
+
+class DatasetLeakageError(ValueError):
+    """Training data would hold dev or test questions or databases."""
+
+
+def heldout_databases(heldout_splits: Iterable[Path] = ()) -> frozenset[str]:
+    """The known evaluation databases plus those of the given held-out split folders."""
+    names = set(EVALUATION_DATABASES)
+    for folder in heldout_splits:
+        names |= set(load_split(folder).db_ids())
+    return frozenset(name.lower() for name in names)
+
+
+def check_training_records(
+    records: Sequence[ExampleRationale], heldout_db_ids: frozenset[str], what: str
+) -> None:
+    """Refuse `records` for `what` (a dataset, a pool) when any comes from evaluation data."""
+    offending = [
+        f"{r.split}:{r.question_id} ({r.db_id})"
+        for r in records
+        if is_evaluation_split(r.split) or r.db_id.lower() in heldout_db_ids
+    ]
+    if offending:
+        shown = ", ".join(offending[:10]) + (
+            f" and {len(offending) - 10} more" if len(offending) > 10 else ""
+        )
+        raise DatasetLeakageError(
+            f"{what} would hold {len(offending)} question(s) of an evaluation split or "
+            f"database: {shown}. Dev and test questions never enter training data: remove "
+            "them from the run (or use a run built on the train split only)."
+        )

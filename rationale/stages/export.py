@@ -1,0 +1,457 @@
+"""The export stage: Hugging Face datasets for training, built from a run's records.
+
+    rationalizer    from the pool (seeds and the teacher's accepted rationales):
+                    (schema, evidence, question, gold SQL) -> rationale
+    student-cot     from the CoT dataset (the pool, plus the rationalization model's
+                    annotations once they exist): (schema, evidence, question) -> rationale
+    student-nocot   the same questions: (schema, evidence, question) -> gold SQL
+
+The two student datasets hold the same questions, so CoT and no-CoT students are compared
+on equal data. Records are conversational prompt/completion pairs (TRL's format), the
+prompt rendered by `rationale.task_prompt` with the schema cut to a token budget of the
+model's tokenizer, exactly as annotation and prediction will ask. A held-out share of
+questions becomes the `validation` split (evaluation loss during training).
+
+Written into one folder, replaced atomically on every export:
+
+    <out>/hf/               DatasetDict.save_to_disk (train, validation)
+    <out>/train.parquet     <out>/train.jsonl     (and validation.*)
+    <out>/README.md         dataset card (YAML metadata: license, source splits, counts,
+                            coverage by source, template hashes, prompts cut)
+    <out>/export.json       kind, counts, template hash, budget, inputs with sha256
+
+The leakage guard (`rationale.leakage`) refuses any dev or test question or database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field, field_validator
+
+from bird.console import ProgressCallback, no_progress
+from bird.data import BirdSplit, load_split
+from rationale.config import StageConfig
+from rationale.leakage import check_training_records, heldout_databases
+from rationale.llm.types import ChatMessage
+from rationale.records import AcceptedRationale, ExampleRationale, PoolEntry, RationaleSource
+from rationale.run_dir import RunConfigError, RunDir, input_file, now_iso, read_jsonl, rewrite_jsonl
+from rationale.task_prompt import (
+    TASK_KINDS,
+    TEMPLATES,
+    TaskKind,
+    TaskPrompter,
+    completion_text,
+    task_template_hash,
+)
+
+NAME = "export"
+LICENSE = "cc-by-sa-4.0"  # BIRD's license: the questions, SQL and databases are BIRD's
+SOURCES: tuple[RationaleSource, ...] = ("seed", "decompose", "teacher", "rationalizer")
+
+
+class ExportConfig(StageConfig):
+    """Build one training dataset of `kind` from a run directory."""
+
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"out"})
+
+    kind: TaskKind = Field(
+        description="rationalizer (pool -> rationale), student-cot (question -> rationale + "
+        "SQL) or student-nocot (question -> SQL)."
+    )
+    data: Path | None = Field(
+        default=None,
+        description="The train split folder the run was built on (default: the one the "
+        "run's seed or distill stage recorded).",
+    )
+    out: Path | None = Field(
+        default=None, description="Dataset folder (default: RUN/export/<kind>)."
+    )
+    tokenizer: str = Field(
+        default="smollm2-135m",
+        description="Tokenizer that counts the prompt budget: the model to be trained "
+        "(a name, a folder, or a hub id).",
+    )
+    max_prompt_tokens: int | None = Field(
+        default=2048,
+        ge=64,
+        description="Prompt tokens at most (chat template included); the schema is cut to "
+        "fit. Empty: no budget.",
+    )
+    schema_max_chars: int | None = Field(
+        default=12000, ge=200, description="Schema text budget per prompt (characters)."
+    )
+    schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
+    eval_fraction: float = Field(
+        default=0.05,
+        ge=0.0,
+        lt=1.0,
+        description="Share of questions held out as the validation split (by a hash of the "
+        "question id, so it is the same in every export).",
+    )
+    heldout: list[Path] = Field(
+        default_factory=list,
+        description="Dev or test split folders whose databases must not appear (BIRD dev's "
+        "databases are always refused).",
+    )
+
+    @field_validator("data", "out")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return value.expanduser().resolve() if value is not None else None
+
+
+class DatasetRecord(BaseModel):
+    """One training example (a row of the dataset)."""
+
+    prompt: list[ChatMessage]
+    completion: list[ChatMessage]
+    question_id: int
+    db_id: str
+    split: str
+    source: str
+    provenance: str  # JSON: what produced the rationale (source, model, iteration, ...)
+
+
+class ExportReport(BaseModel):
+    kind: TaskKind
+    out: str
+    counts: dict[str, int]  # train, validation, and what was left out and why
+    by_source: dict[str, int]
+    prompts_cut: int
+    template_hash: str
+    seconds: float
+
+
+def _pool_entries(run_dir: RunDir) -> list[PoolEntry]:
+    """Every pool file's entries, the first of each question kept (iteration order)."""
+    files = sorted(
+        run_dir.pool_dir.glob("iteration_*.jsonl"),
+        key=lambda path: int(path.stem.removeprefix("iteration_")),
+    )
+    entries: dict[tuple[str, int], PoolEntry] = {}
+    for path in files:
+        for entry in read_jsonl(path, PoolEntry, key=lambda e: e.key):
+            entries.setdefault(entry.key, entry)
+    return list(entries.values())
+
+
+def _annotations(run_dir: RunDir) -> list[AcceptedRationale]:
+    return read_jsonl(
+        run_dir.stage_dir("annotate") / "rationales.jsonl", AcceptedRationale, key=lambda r: r.key
+    )
+
+
+def dataset_entries(run_dir: RunDir, kind: TaskKind) -> list[tuple[ExampleRationale, str, str]]:
+    """(entry, source, provenance JSON) of every question the dataset of `kind` holds."""
+    rows: dict[tuple[str, int], tuple[ExampleRationale, str, str]] = {}
+    for entry in _pool_entries(run_dir):
+        provenance = {"source": entry.source, "iteration": entry.iteration}
+        rows[entry.key] = (entry, entry.source, json.dumps(provenance, sort_keys=True))
+    if kind != "rationalizer":
+        for accepted in _annotations(run_dir):
+            provenance = {"source": "rationalizer", **accepted.provenance.model_dump(mode="json")}
+            rows.setdefault(
+                accepted.key, (accepted, "rationalizer", json.dumps(provenance, sort_keys=True))
+            )
+    return list(rows.values())
+
+
+def _held_out(split: str, question_id: int, fraction: float) -> bool:
+    digest = hashlib.sha256(f"{split}:{question_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _recorded_data(run_dir: RunDir) -> Path:
+    for stage in ("distill", "seed"):
+        stored = run_dir.stored_config(stage)
+        if stored and stored.get("data"):
+            return Path(stored["data"])
+    raise RunConfigError(
+        f"{run_dir.root} records no train split (no seed or distill stage): pass --data"
+    )
+
+
+def _load_tokenizer(name: str) -> Any:
+    from transformers import AutoTokenizer
+
+    from rationale.llm.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(name))
+
+
+def build_records(
+    config: ExportConfig,
+    split: BirdSplit,
+    entries: list[tuple[ExampleRationale, str, str]],
+    prompter: TaskPrompter,
+    progress: ProgressCallback,
+) -> tuple[list[DatasetRecord], Counter[str]]:
+    """The dataset rows, and the count of what was left out, by reason."""
+    records: list[DatasetRecord] = []
+    left_out: Counter[str] = Counter()
+    for done, (entry, source, provenance) in enumerate(entries, start=1):
+        try:
+            example = split.example(entry.question_id)
+        except KeyError:
+            raise RunConfigError(
+                f"question {entry.question_id} of the run is not in {split.root}: is this the "
+                "split the run was built on? (pass --data)"
+            ) from None
+        if example.db_id != entry.db_id or example.sql.strip() != entry.gold_sql.strip():
+            raise RunConfigError(
+                f"question {entry.question_id} ({entry.db_id}) has another database or gold SQL "
+                f"in {split.root} than in the run: the split changed since the run was built"
+            )
+        if not split.has_database(example.db_id):
+            left_out["no database (schema unknown)"] += 1
+            continue
+        prompt = prompter.prompt(example)
+        completion = completion_text(config.kind, example.sql, entry.rationale)
+        records.append(
+            DatasetRecord(
+                prompt=prompt.messages,
+                completion=[ChatMessage(role="assistant", content=completion)],
+                question_id=example.question_id,
+                db_id=example.db_id,
+                split=entry.split,
+                source=source,
+                provenance=provenance,
+            )
+        )
+        progress(f"export {config.kind}", done, len(entries), "")
+    return records, left_out
+
+
+def run(
+    config: ExportConfig,
+    run_dir: RunDir,
+    *,
+    force: bool = False,
+    progress: ProgressCallback = no_progress,
+) -> ExportReport:
+    """Build the dataset of `config.kind` from `run_dir` into `config.out` (replaced)."""
+    with run_dir.locked():
+        return _run(config, run_dir, progress)
+
+
+def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> ExportReport:
+    clock = time.perf_counter()
+    data = config.data or _recorded_data(run_dir)
+    split = load_split(data)
+    entries = dataset_entries(run_dir, config.kind)
+    if not entries:
+        raise RunConfigError(
+            f"{run_dir.root} holds no rationales for a {config.kind} dataset: run "
+            f"`rationale seed` and `rationale distill` there first"
+        )
+    check_training_records(
+        [entry for entry, _, _ in entries],
+        heldout_databases(config.heldout),
+        f"the {config.kind} dataset of {run_dir.root}",
+    )
+    tokenizer = _load_tokenizer(config.tokenizer) if config.max_prompt_tokens else None
+    prompter = TaskPrompter(
+        kind=config.kind,
+        split=split,
+        tokenizer=tokenizer,
+        max_prompt_tokens=config.max_prompt_tokens,
+        schema_max_chars=config.schema_max_chars,
+        sample_values=config.schema_sample_values,
+    )
+    records, left_out = build_records(config, split, entries, prompter, progress)
+    held = [_held_out(r.split, r.question_id, config.eval_fraction) for r in records]
+    parts = {
+        "train": [r for r, h in zip(records, held, strict=True) if not h],
+        "validation": [r for r, h in zip(records, held, strict=True) if h],
+    }
+    out = config.out or run_dir.stage_dir(NAME) / config.kind
+    template = task_template_hash(config.kind)
+    report = ExportReport(
+        kind=config.kind,
+        out=str(out),
+        counts={
+            "train": len(parts["train"]),
+            "validation": len(parts["validation"]),
+            **{f"left out: {reason}": count for reason, count in left_out.items()},
+        },
+        by_source=dict(Counter(r.source for r in records)),
+        prompts_cut=prompter.cut,
+        template_hash=template,
+        seconds=0.0,
+    )
+    inputs = [
+        input_file(path)
+        for path in [
+            *sorted(run_dir.pool_dir.glob("iteration_*.jsonl")),
+            run_dir.stage_dir("annotate") / "rationales.jsonl",
+            split.root / f"{split.name}.json",
+        ]
+        if path.exists()
+    ]
+    run_dir.record_config(f"{NAME}-{config.kind}", config, force=True)  # a rebuild, never mixed
+    report.seconds = round(time.perf_counter() - clock, 3)
+    _write(out, parts, config, split, report, [i.model_dump() for i in inputs])
+    return report
+
+
+def _write(
+    out: Path,
+    parts: dict[str, list[DatasetRecord]],
+    config: ExportConfig,
+    split: BirdSplit,
+    report: ExportReport,
+    inputs: list[dict[str, str]],
+) -> None:
+    """Build the folder beside `out`, then swap it into place: a kill leaves the old one."""
+    from datasets import Dataset, DatasetDict, disable_progress_bars
+
+    disable_progress_bars()  # the stage's own progress display is enough
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    staging.chmod(0o755)
+    try:
+        splits = {name: rows for name, rows in parts.items() if rows}
+        dataset = DatasetDict(
+            {
+                name: Dataset.from_list([r.model_dump() for r in rows])
+                for name, rows in splits.items()
+            }
+        )
+        dataset.save_to_disk(str(staging / "hf"))
+        for name, rows in splits.items():
+            dataset[name].to_parquet(str(staging / f"{name}.parquet"))
+            rewrite_jsonl(staging / f"{name}.jsonl", rows)
+        manifest = {
+            "kind": config.kind,
+            "counts": report.counts,
+            "by_source": report.by_source,
+            "prompts_cut": report.prompts_cut,
+            "template": TEMPLATES[config.kind][1],
+            "template_hash": report.template_hash,
+            "tokenizer": config.tokenizer,
+            "max_prompt_tokens": config.max_prompt_tokens,
+            "schema_max_chars": config.schema_max_chars,
+            "schema_sample_values": config.schema_sample_values,
+            "source_split": split.name,
+            "license": LICENSE,
+            "inputs": inputs,
+            "config": config.model_dump(mode="json"),
+            "created": now_iso(),
+        }
+        (staging / "export.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        (staging / "README.md").write_text(dataset_card(manifest, splits), encoding="utf-8")
+        if out.exists():
+            backup = out.with_name(f".{out.name}-old")
+            shutil.rmtree(backup, ignore_errors=True)
+            out.rename(backup)
+            staging.rename(out)
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+_DESCRIPTIONS: dict[TaskKind, str] = {
+    "rationalizer": "(schema, evidence, question, gold SQL) -> step-by-step rationale",
+    "student-cot": "(schema, evidence, question) -> step-by-step rationale whose steps "
+    "assemble into the SQL answer",
+    "student-nocot": "(schema, evidence, question) -> SQL",
+}
+
+
+def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]]) -> str:
+    """README.md with YAML metadata, as the Hugging Face Hub reads it."""
+    import yaml
+
+    kind: TaskKind = manifest["kind"]
+    metadata = {
+        "license": LICENSE,
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["text-to-sql", "chain-of-thought", "bird", "sql-rationale", kind],
+        "size_categories": ["n<1K"] if sum(map(len, splits.values())) < 1000 else ["1K<n<10K"],
+        "source_datasets": [f"BIRD {manifest['source_split']} split (bird-bench.github.io)"],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": name, "path": f"{name}.parquet"} for name in splits],
+            }
+        ],
+        "sql_rationale": {
+            "kind": kind,
+            "counts": manifest["counts"],
+            "coverage_by_source": manifest["by_source"],
+            "template": manifest["template"],
+            "template_hash": manifest["template_hash"],
+            "tokenizer": manifest["tokenizer"],
+            "max_prompt_tokens": manifest["max_prompt_tokens"],
+            "prompts_cut": manifest["prompts_cut"],
+        },
+    }
+    total = sum(map(len, splits.values()))
+    by_source = manifest["by_source"]
+    left_out = {
+        reason.removeprefix("left out: "): count
+        for reason, count in manifest["counts"].items()
+        if reason.startswith("left out: ")
+    }
+    lines = [
+        "---",
+        yaml.safe_dump(metadata, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# sql-rationale {kind} dataset",
+        "",
+        f"{_DESCRIPTIONS[kind]}, in conversational prompt/completion form (TRL's SFT format), "
+        f"built by `rationale export --kind {kind}` from BIRD's {manifest['source_split']} "
+        "split. Every rationale in it was validated by execution against its gold query.",
+        "",
+        "| split | rows |",
+        "|---|---|",
+        *(f"| {name} | {len(rows)} |" for name, rows in splits.items()),
+        "",
+        "## Coverage by source",
+        "",
+        "| source | questions | share |",
+        "|---|---|---|",
+        *(
+            f"| {source} | {by_source.get(source, 0)} | "
+            f"{100.0 * by_source.get(source, 0) / max(total, 1):.1f}% |"
+            for source in SOURCES
+        ),
+        "",
+        "Left out: "
+        + (", ".join(f"{reason}: {count}" for reason, count in left_out.items()) or "nothing")
+        + ".",
+        "",
+        "## Prompts",
+        "",
+        f"Template `{manifest['template']}` (sha256 `{manifest['template_hash'][:16]}...`). "
+        f"Prompts hold at most {manifest['max_prompt_tokens']} tokens of "
+        f"`{manifest['tokenizer']}`; {manifest['prompts_cut']} had their schema cut to fit.",
+        "",
+        "## Columns",
+        "",
+        "`prompt` (system and user messages), `completion` (the assistant's answer), "
+        "`question_id`, `db_id`, `split`, `source` (seed / decompose / teacher / "
+        "rationalizer), `provenance` (JSON).",
+        "",
+        "## License and leakage",
+        "",
+        "BIRD is licensed CC BY-SA 4.0, and so is this dataset. No question or database of "
+        "BIRD dev or test is in it: the export refuses them.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+__all__ = ["TASK_KINDS", "ExportConfig", "ExportReport", "run"]

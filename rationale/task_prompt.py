@@ -1,0 +1,144 @@
+"""Prompts of the models the pipeline trains: the rationalization model and the students.
+
+One template pair per kind in `rationale/prompts/`, rendered by `rationale.templates`:
+
+    rationalizer    (schema, evidence, question, gold SQL) -> rationale
+    student-cot     (schema, evidence, question)           -> rationale; its steps assemble
+                                                              into the answer
+    student-nocot   (schema, evidence, question)           -> SQL (the paper's baseline)
+
+The export builds training data with `TaskPrompter`, and annotation and prediction ask the
+trained models with the same `TaskPrompter` and the same token budget, so a model is asked
+exactly what it was trained on. The schema text is cut to fit the budget (details first,
+then trailing tables, as `bird.schema.render_schema` does); how many prompts were cut is
+counted for the dataset card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from bird.data import BirdExample, BirdSplit
+from bird.schema import DatabaseSchema, load_schema, render_schema
+from rationale.format import Rationale, render_rationale
+from rationale.templates import RenderedChat, render_chat, sql_block, template_hash
+
+TaskKind = Literal["rationalizer", "student-cot", "student-nocot"]
+TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)
+
+TEMPLATES: dict[TaskKind, tuple[str, str]] = {
+    "rationalizer": ("_rationalizer_system.j2", "rationalizer.j2"),
+    "student-cot": ("_student_cot_system.j2", "student_cot.j2"),
+    "student-nocot": ("_student_nocot_system.j2", "student_nocot.j2"),
+}
+# Room left for the shortest schema rendering before a budget is declared too small.
+_MIN_SCHEMA_CHARS = 200
+
+
+def task_template_hash(kind: TaskKind, prompts_dir: Path | None = None) -> str:
+    return template_hash(TEMPLATES[kind], prompts_dir)
+
+
+def task_prompt(
+    kind: TaskKind,
+    example: BirdExample,
+    schema_text: str,
+    *,
+    prompts_dir: Path | None = None,
+) -> RenderedChat:
+    """The chat a model of `kind` is asked for `example` (gold SQL shown to the
+    rationalization model only)."""
+    system, user = TEMPLATES[kind]
+    variables: dict[str, object] = {
+        "db_id": example.db_id,
+        "schema_text": schema_text.strip(),
+        "question": example.question.strip(),
+        "evidence": example.evidence.strip(),
+    }
+    if kind == "rationalizer":
+        variables["gold_sql"] = example.sql.strip()
+    return render_chat(system, user, variables, prompts_dir=prompts_dir)
+
+
+def completion_text(kind: TaskKind, gold_sql: str, rationale: Rationale | None) -> str:
+    """What a model of `kind` should answer: the rendered rationale, or the gold SQL."""
+    if kind == "student-nocot":
+        return sql_block(gold_sql)
+    if rationale is None:
+        raise ValueError(f"a {kind} completion needs a rationale")
+    return render_rationale(rationale)
+
+
+class PromptBudgetError(ValueError):
+    """A prompt cannot fit the token budget even with the schema cut to its minimum."""
+
+
+@dataclass
+class TaskPrompter:
+    """Renders prompts of one kind for one split, the schema cut to `max_prompt_tokens`.
+
+    `tokenizer` is a transformers tokenizer (the prompt is counted as the model sees it:
+    chat template and generation prompt included); without one, or without a budget, the
+    schema is only cut to `schema_max_chars`.
+    """
+
+    kind: TaskKind
+    split: BirdSplit
+    tokenizer: Any | None = None
+    max_prompt_tokens: int | None = None
+    schema_max_chars: int | None = 12000
+    sample_values: int = 3
+    prompts_dir: Path | None = None
+    cut: int = 0  # prompts whose schema was cut to fit the token budget
+    _schemas: dict[str, DatabaseSchema] = field(default_factory=dict)
+    _texts: dict[tuple[str, int | None], str] = field(default_factory=dict)
+
+    def schema_text(self, db_id: str, max_chars: int | None) -> str:
+        key = (db_id, max_chars)
+        if key not in self._texts:
+            if db_id not in self._schemas:
+                self._schemas[db_id] = load_schema(
+                    self.split, db_id, sample_values=self.sample_values
+                )
+            self._texts[key] = render_schema(self._schemas[db_id], max_chars=max_chars)
+        return self._texts[key]
+
+    def tokens(self, prompt: RenderedChat) -> int:
+        assert self.tokenizer is not None
+        messages = [message.model_dump() for message in prompt.messages]
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True
+        )
+        if isinstance(ids, dict) or hasattr(ids, "keys"):  # some versions return an encoding
+            ids = ids["input_ids"]
+        return len(ids)
+
+    def prompt(self, example: BirdExample) -> RenderedChat:
+        """The prompt for `example`, its schema as long as the budget allows."""
+        full = self.schema_text(example.db_id, self.schema_max_chars)
+        prompt = task_prompt(self.kind, example, full, prompts_dir=self.prompts_dir)
+        if self.tokenizer is None or self.max_prompt_tokens is None:
+            return prompt
+        if self.tokens(prompt) <= self.max_prompt_tokens:
+            return prompt
+        # the longest schema rendering that fits: binary search on its character budget
+        low, high = _MIN_SCHEMA_CHARS, len(full)
+        best: RenderedChat | None = None
+        while low <= high:
+            middle = (low + high) // 2
+            text = self.schema_text(example.db_id, middle)
+            candidate = task_prompt(self.kind, example, text, prompts_dir=self.prompts_dir)
+            if self.tokens(candidate) <= self.max_prompt_tokens:
+                best, low = candidate, middle + 1
+            else:
+                high = middle - 1
+        if best is None:
+            raise PromptBudgetError(
+                f"question {example.question_id} ({example.db_id}) does not fit "
+                f"{self.max_prompt_tokens} prompt tokens even with the schema cut to "
+                f"{_MIN_SCHEMA_CHARS} characters: raise max_prompt_tokens"
+            )
+        self.cut += 1
+        return best
