@@ -14,7 +14,7 @@ import pytest
 from bird.data import BirdSplit, load_split
 from bird.demo import SEEDS_PATH, materialize
 from rationale.robust import RobustConfig
-from rationale.seed_stage import SeedRecord, read_seed_file
+from rationale.stages.seed import SeedRecord, read_seed_file
 from rationale.validate import CHECK_NAMES, ValidationItem, validate_many
 
 SEED_PATTERNS = {
