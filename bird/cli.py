@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from bird.console import exit_on_interrupt
+
 app = typer.Typer(
     help="BIRD benchmark tools: schemas, sandboxed SQL execution, official-equivalent evaluation.",
     no_args_is_help=True,
@@ -19,6 +21,7 @@ def main() -> None:
 
 
 @app.command()
+@exit_on_interrupt
 def schema(
     data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/dev."),
     db: str = typer.Option(..., help="Database id, e.g. superhero."),
@@ -44,6 +47,7 @@ def schema(
 
 
 @app.command()
+@exit_on_interrupt
 def evaluate(
     data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/dev."),
     predictions: Path = typer.Option(
@@ -95,6 +99,9 @@ def evaluate(
         ves_iterations=ves_iterations,
     )
     gold_cache = GoldCache(None if no_disk_cache else (cache_dir or default_gold_cache_dir()))
+    if output is not None and output.exists() and not output.is_dir():
+        typer.echo(f"error: --output {output} is a file; give a folder for the reports", err=True)
+        raise typer.Exit(2)
     try:
         split = load_split(data)
         report = evaluate(
@@ -131,6 +138,7 @@ def evaluate(
 
 
 @app.command("exec")
+@exit_on_interrupt
 def exec_sql(
     db: Path = typer.Option(..., "--db", help="SQLite database file, e.g. .../superhero.sqlite."),
     sql: str = typer.Option(..., "--sql", help="One SQL statement; '-' reads it from stdin."),

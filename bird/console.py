@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
+import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -18,6 +21,9 @@ from rich.progress import (
 )
 
 PIPED_WIDTH = 160
+INTERRUPTED = 130  # the shell's exit code for a command stopped by Ctrl-C
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 
 class ProgressCallback(Protocol):
@@ -94,3 +100,21 @@ class PhaseProgress:
 
     def log(self, message: str) -> None:
         self._progress.console.print(message, markup=False, highlight=False)
+
+
+def exit_on_interrupt(command: Command) -> Command:
+    """Ctrl-C stops the command with exit code 130 and one line, never a traceback; the
+    command writes its results only at the end, so nothing partial is left as final."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            Console(stderr=True).print(
+                "[yellow]interrupted[/yellow]: stopped before writing final results; run the "
+                "same command again (what a run had finished is kept where it resumes)"
+            )
+            raise typer.Exit(INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -171,6 +171,11 @@ def run_statement(
                 return _timeout_result(started, timeout)
         return _result(started, columns=columns, rows=rows)
     except Exception as error:  # every failure is reported as data, classified below
+        code = getattr(error, "sqlite_errorcode", None)
+        if guard.interrupted or (code == sqlite3.SQLITE_INTERRUPT and not guard.timed_out):
+            # Ctrl-C while SQLite ran (see QueryGuard.check_deadline): the user stopped the
+            # command; this is not the query's failure
+            raise KeyboardInterrupt from None
         if guard.timed_out:
             return _timeout_result(started, timeout)
         kind, message = _classify(error, guard.refusal, guard.started)

@@ -16,8 +16,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from bird.executor import (
     ExecutionResult,
     execute_many,
 )
+from bird.files import cache_root, write_text_atomic
 
 CACHE_FORMAT_VERSION = 1
 _HASH_CHUNK_BYTES = 1 << 20
@@ -41,9 +40,8 @@ _digest_by_file_state: dict[tuple[str, int, int], str] = {}
 
 
 def default_gold_cache_dir() -> Path:
-    """$XDG_CACHE_HOME/sql-rationale/gold, else ~/.cache/sql-rationale/gold."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sql-rationale" / "gold"
+    """`gold/` under the project's cache root (`bird.files.cache_root`)."""
+    return cache_root() / "gold"
 
 
 def database_digest(db_path: Path | str) -> str:
@@ -166,13 +164,7 @@ class GoldCache:
         path = self._disk_path(key)
         if path is None or not result.ok:
             return  # failures (timeouts above all) may not repeat: keep them out of disk
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # write then rename, so a concurrent reader never sees half a file
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False
-        ) as handle:
-            handle.write(encode_result(result))
-        os.replace(handle.name, path)
+        write_text_atomic(path, encode_result(result))  # readers never see half a file
 
     def results(
         self,

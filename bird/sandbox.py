@@ -95,6 +95,7 @@ class QueryGuard:
 
     deadline: float = math.inf
     timed_out: bool = False
+    interrupted: bool = False
     started: bool = False
     refusal: str | None = None
 
@@ -102,6 +103,7 @@ class QueryGuard:
         """Reset the observations and set the deadline (time.monotonic()) for a statement."""
         self.deadline = deadline
         self.timed_out = False
+        self.interrupted = False
         self.started = False
         self.refusal = None
 
@@ -128,11 +130,19 @@ class QueryGuard:
         return sqlite3.SQLITE_DENY
 
     def check_deadline(self) -> int:
-        """sqlite3 progress handler: a non-zero return interrupts the running statement."""
-        if time.monotonic() > self.deadline:
-            self.timed_out = True
+        """sqlite3 progress handler: a non-zero return interrupts the running statement.
+
+        While SQLite runs, Python delivers Ctrl-C's KeyboardInterrupt in this callback, where
+        sqlite3 would swallow it and report the query as failed: it is noted instead, so the
+        caller raises it again once the statement has stopped."""
+        try:
+            if time.monotonic() > self.deadline:
+                self.timed_out = True
+                return 1
+            return 0
+        except KeyboardInterrupt:
+            self.interrupted = True
             return 1
-        return 0
 
     def mark_started(self, _statement: str) -> None:
         """sqlite3 trace callback: fires when a statement begins running, i.e. it compiled."""
@@ -168,6 +178,8 @@ def open_read_only(path: Path | str) -> ReadOnlyDatabase:
         raise DatabaseUnavailable(f"database file not found: {path}")
     if not path.is_file():
         raise DatabaseUnavailable(f"database path is not a file: {path}")
+    if path.stat().st_size == 0:  # SQLite would take it for a database with no tables
+        raise DatabaseUnavailable(f"database file is empty (0 bytes): {path}")
     try:
         connection = sqlite3.connect(read_only_uri(path), uri=True, isolation_level=None)
     except sqlite3.Error as error:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,10 +33,21 @@ class WorkerStartError(RuntimeError):
 
 
 def _worker_loop(task: Callable[[Any], Any], channel: Connection) -> None:
-    """Child process: take (index, payload) messages until None, answer each in turn."""
-    channel.send(("ready", None, None))
+    """Child process: take (index, payload) messages until None, answer each in turn.
+
+    Ctrl-C reaches the whole process group; only the parent acts on it (it stops the
+    workers), so a worker ignores SIGINT instead of dying with a traceback mid-answer, and
+    a parent that went away ends the loop quietly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        channel.send(("ready", None, None))
+    except (BrokenPipeError, EOFError, OSError):
+        return
     while True:
-        message = channel.recv()
+        try:
+            message = channel.recv()
+        except (EOFError, OSError):  # the parent is gone
+            return
         if message is None:
             return
         index, payload = message
@@ -43,7 +55,10 @@ def _worker_loop(task: Callable[[Any], Any], channel: Connection) -> None:
             outcome = ("done", index, task(payload))
         except Exception as error:  # reported to the parent as this payload's failure
             outcome = ("failed", index, f"{type(error).__name__}: {error}")
-        channel.send(outcome)
+        try:
+            channel.send(outcome)
+        except (BrokenPipeError, EOFError, OSError):
+            return
 
 
 class _Worker:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from bird.data import EVALUATION_DATABASES, is_evaluation_split, load_split
+from bird.data import EVALUATION_DATABASES, BirdSplit, is_evaluation_split, load_split
 from rationale.records import ExampleRationale
 
 
@@ -46,3 +46,15 @@ def check_training_records(
             f"database: {shown}. Dev and test questions never enter training data: remove "
             "them from the run (or use a run built on the train split only)."
         )
+
+
+def refuse_evaluation_split(split: BirdSplit, allowed: bool, stage: str) -> None:
+    """Stages that build training data (seed, distill) refuse a dev or test split unless the
+    user says so: its pool could otherwise end up as training data."""
+    if allowed or not is_evaluation_split(split.name):
+        return
+    raise DatasetLeakageError(
+        f"{split.root} is the {split.name!r} split, an evaluation split: {stage} builds "
+        "training data and must run on the train split. Pass --allow-eval-split to do it "
+        "anyway (for an analysis; the result must never train a model)."
+    )

@@ -54,7 +54,9 @@ class RobustConfig(BaseModel):
     keep_fraction: float = Field(0.5, gt=0, lt=1, description="subset: rows kept per table")
     shuffle_fraction: float = Field(0.25, gt=0, description="shuffle: new rows per table row")
     shuffle_max_rows: int = Field(5000, ge=1, description="shuffle: cap on new rows per table")
-    cache_dir: Path | None = None  # default: <tmp>/sql-rationale-robust
+    # where perturbed copies are kept for reuse across runs; None: a temporary folder per
+    # call of robust_equal_many, removed when it returns
+    cache_dir: Path | None = None
 
 
 class RobustVerdict(BaseModel):
@@ -62,10 +64,6 @@ class RobustVerdict(BaseModel):
     copies: int  # perturbed copies where the gold query ran
     informative: int  # of those, copies where the gold result differs from the original's
     detail: str
-
-
-def default_cache_dir() -> Path:
-    return Path(tempfile.gettempdir()) / "sql-rationale-robust"
 
 
 def _quote(name: str) -> str:
@@ -175,7 +173,9 @@ def _permute(connection: sqlite3.Connection, seed: int) -> None:
 def perturbed_copy(
     db_path: Path | str, perturbation: Perturbation, seed: int, config: RobustConfig
 ) -> Path:
-    """Path of a perturbed copy of `db_path`, built on first use and cached."""
+    """Path of a perturbed copy of `db_path` in `config.cache_dir`, built on first use."""
+    if config.cache_dir is None:
+        raise ValueError("perturbed_copy needs a folder for its copies: set config.cache_dir")
     source = Path(db_path)
     parameters = {
         "subset": (config.keep_fraction,),
@@ -185,7 +185,7 @@ def perturbed_copy(
     key = hashlib.sha256(
         f"{database_digest(source)}:{perturbation}:{seed}:{parameters}:{PERTURBATION_VERSION}".encode()
     ).hexdigest()[:20]
-    cache_dir = config.cache_dir or default_cache_dir()
+    cache_dir = config.cache_dir
     target = cache_dir / f"{source.stem}-{perturbation}-{seed}-{key}.sqlite"
     if target.is_file():
         return target
@@ -222,6 +222,10 @@ def robust_equal_many(
     it times out) is not counted; a candidate that fails where the gold runs is unequal.
     """
     config = config or RobustConfig()
+    if config.cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="sql-rationale-robust-") as folder:
+            temporary = config.model_copy(update={"cache_dir": Path(folder)})
+            return robust_equal_many(jobs, config=temporary, timeout=timeout, workers=workers)
     variants = [(p, s) for p in config.perturbations for s in config.seeds]
     copies = {
         (db, variant): perturbed_copy(db, variant[0], variant[1], config)

@@ -17,7 +17,6 @@ import fcntl
 import hashlib
 import os
 import platform
-import tempfile
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
+from bird.files import write_text_atomic
 from rationale.config import StageConfig
 
 CONFIG_FILE = "config.yaml"
@@ -91,19 +91,6 @@ def software_versions() -> dict[str, str]:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file and rename it into place: a kill leaves old or new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -284,12 +271,14 @@ class RunDir:
         """Store `config` under `stage` in config.yaml; True when this is a resumption.
 
         A stored config whose result-relevant fields differ is refused unless `force`
-        (the caller then clears the stage's outputs).
+        (the caller then clears the stage's outputs). A stage that stopped before it wrote
+        any result (a wrong model name, a server that never answered) blocks nothing: its
+        config is simply replaced by the corrected one.
         """
         configs = self.read_configs()
         new = config.model_dump(mode="json")
         stored = configs.get(stage)
-        resuming = isinstance(stored, dict)
+        resuming = isinstance(stored, dict) and self.has_results(stage)
         if resuming and not force:
             runtime = config.runtime_fields()
             old_identity = {k: v for k, v in stored.items() if k not in runtime}
@@ -304,6 +293,14 @@ class RunDir:
         configs[stage] = new
         write_text_atomic(self.config_path, yaml.safe_dump(configs, sort_keys=False))
         return resuming and not force
+
+    def has_results(self, stage: str) -> bool:
+        """Whether `stage` wrote anything beyond its manifest (records, a report)."""
+        folder = self.stage_dir(stage)
+        return folder.is_dir() and any(
+            path.is_file() and path.name != MANIFEST_FILE and path.stat().st_size > 0
+            for path in folder.rglob("*")
+        )
 
     def read_manifest(self, stage: str) -> StageManifest | None:
         path = self.manifest_path(stage)
@@ -332,7 +329,8 @@ class RunDir:
         unless `force`; the caller then clears the stage's outputs.
         """
         current = [input_file(path) for path in inputs]
-        previous = self.read_manifest(stage) if resumes and not force else None
+        resuming = resumes and not force and self.has_results(stage)
+        previous = self.read_manifest(stage) if resuming else None
         if previous is not None:
             recorded = {item.path: item.sha256 for item in previous.inputs}
             changed = [

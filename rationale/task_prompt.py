@@ -16,9 +16,12 @@ counted for the dataset card.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from pydantic import BaseModel
 
 from bird.data import BirdExample, BirdSplit
 from bird.schema import DatabaseSchema, load_schema, render_schema
@@ -73,6 +76,10 @@ def completion_text(kind: TaskKind, gold_sql: str, rationale: Rationale | None) 
 
 class PromptBudgetError(ValueError):
     """A prompt cannot fit the token budget even with the schema cut to its minimum."""
+
+
+class PromptSettingsError(ValueError):
+    """A model would be asked in another format than the one it was trained on."""
 
 
 @dataclass
@@ -142,3 +149,77 @@ class TaskPrompter:
             )
         self.cut += 1
         return best
+
+
+class PromptSettings(BaseModel):
+    """How a trained model's prompts were built: the same settings ask it at inference."""
+
+    kind: TaskKind
+    tokenizer: str | None = None  # None: the model's own
+    max_prompt_tokens: int | None = 2048
+    schema_max_chars: int | None = 12000
+    schema_sample_values: int = 3
+    source: str = "config"  # where the settings were read
+
+
+EXPORT_MANIFEST = "export.json"
+TRAINING_MANIFEST = "training_manifest.json"
+
+
+def trained_prompt_settings(model: str, kind: TaskKind) -> PromptSettings | None:
+    """The prompt settings of the dataset a model folder was trained on (its training
+    manifest names the dataset folder, whose export.json holds them), or None when the
+    model is not a folder written by `rationale train` on an exported dataset."""
+    manifest = Path(model).expanduser() / TRAINING_MANIFEST
+    if not manifest.is_file():
+        return None
+    dataset = json.loads(manifest.read_text(encoding="utf-8")).get("dataset", {}).get("path")
+    return dataset_prompt_settings(Path(dataset), kind) if dataset else None
+
+
+def dataset_prompt_settings(dataset: Path, kind: TaskKind) -> PromptSettings | None:
+    """The prompt settings recorded in an exported dataset folder (None: not an export)."""
+    path = dataset / EXPORT_MANIFEST
+    if not path.is_file():
+        return None
+    recorded = json.loads(path.read_text(encoding="utf-8"))
+    if recorded.get("kind") != kind:
+        raise PromptSettingsError(
+            f"{dataset} is a {recorded.get('kind')!r} dataset, not {kind!r}: a model is asked "
+            "in the format it was trained on; give the matching dataset or model"
+        )
+    return PromptSettings(
+        kind=kind,
+        tokenizer=recorded.get("tokenizer"),
+        max_prompt_tokens=recorded.get("max_prompt_tokens"),
+        schema_max_chars=recorded.get("schema_max_chars"),
+        schema_sample_values=recorded.get("schema_sample_values", 3),
+        source=str(path),
+    )
+
+
+def load_tokenizer(name: str) -> Any:
+    """A model's tokenizer by local name, folder or hub id (loaded on the CPU, no weights)."""
+    from transformers import AutoTokenizer
+
+    from rationale.llm.models import resolve_model
+
+    return AutoTokenizer.from_pretrained(resolve_model(name))
+
+
+def prompter_for(
+    settings: PromptSettings, split: BirdSplit, model: str, prompts_dir: Path | None = None
+) -> TaskPrompter:
+    """The prompter that asks `model` as `settings` say (its tokenizer counts the budget)."""
+    tokenizer = (
+        load_tokenizer(settings.tokenizer or model) if settings.max_prompt_tokens else None
+    )
+    return TaskPrompter(
+        kind=settings.kind,
+        split=split,
+        tokenizer=tokenizer,
+        max_prompt_tokens=settings.max_prompt_tokens,
+        schema_max_chars=settings.schema_max_chars,
+        sample_values=settings.schema_sample_values,
+        prompts_dir=prompts_dir,
+    )

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from bird.descriptions import read_descriptions
+from bird.files import cache_root
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-CACHE_DIR_ENV = "SQL_RATIONALE_CACHE"
 BUILD_FORMAT = 1  # bump when the output changes for unchanged sources
 STALE_STAGING_SECONDS = 3600  # a build takes seconds; older staging folders are dead
 _STAGING_PREFIX = ".building-"
@@ -52,9 +52,8 @@ class DemoBuildError(ValueError):
 
 
 def default_cache_dir() -> Path:
-    """`$SQL_RATIONALE_CACHE/demo`, else `~/.cache/sql-rationale/demo`."""
-    base = os.environ.get(CACHE_DIR_ENV)
-    return (Path(base) if base else Path.home() / ".cache" / "sql-rationale") / "demo"
+    """`demo/` under the project's cache root (`bird.files.cache_root`)."""
+    return cache_root() / "demo"
 
 
 def source_key(data_dir: Path = DATA_DIR) -> str:

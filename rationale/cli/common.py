@@ -2,7 +2,8 @@
 
 A mistake in what the user gave (a config key, a data folder, an input file) exits 2; a
 run that cannot go on as asked (a run directory built with another config or in use, a
-server that does not answer, a model that cannot be prepared) exits 1; Ctrl-C exits 130.
+server that does not answer, a model that cannot be prepared) exits 1; Ctrl-C exits 130
+(`bird.console.exit_on_interrupt`).
 Each prints one line naming what is wrong and what to do, never a traceback.
 """
 
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from bird.console import table_console
+from bird.console import exit_on_interrupt, table_console
 from bird.data import BirdDataError
 from rationale.config import ConfigError
 from rationale.leakage import DatasetLeakageError
@@ -25,7 +26,7 @@ from rationale.retrieval import LeakageError
 from rationale.run_dir import InUseError, RecordFileError, RunConfigError
 from rationale.stages.seed import SeedFileError
 from rationale.stages.validate import InputError
-from rationale.task_prompt import PromptBudgetError
+from rationale.task_prompt import PromptBudgetError, PromptSettingsError
 from rationale.templates import PromptTemplateError
 
 console = table_console(stderr=True)
@@ -33,21 +34,21 @@ console = table_console(stderr=True)
 INPUT_ERRORS: tuple[type[Exception], ...] = (
     BirdDataError,
     ConfigError,
+    DatasetLeakageError,
     InputError,
     PromptBudgetError,
+    PromptSettingsError,
     PromptTemplateError,
     RecordFileError,
     SeedFileError,
 )
 RUN_ERRORS: tuple[type[Exception], ...] = (
-    DatasetLeakageError,
     GenerationError,
     InUseError,
     LeakageError,
     ModelPreparationError,
     RunConfigError,
 )
-INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 
@@ -68,11 +69,5 @@ def reporting_errors(command: Command) -> Command:
             raise fail(str(error), 2) from None
         except RUN_ERRORS as error:
             raise fail(str(error), 1) from None
-        except KeyboardInterrupt:
-            console.print(
-                "[yellow]interrupted[/yellow]: nothing finished was lost; run the same "
-                "command again to resume"
-            )
-            raise typer.Exit(INTERRUPTED) from None
 
-    return wrapper  # type: ignore[return-value]
+    return exit_on_interrupt(wrapper)  # type: ignore[return-value]

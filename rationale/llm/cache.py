@@ -10,22 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
+from bird.files import cache_root, write_bytes_atomic
 from rationale.llm.types import ChatMessage, FinishReason, SamplingParams
-
-CACHE_DIR_ENV = "SQL_RATIONALE_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """`$SQL_RATIONALE_CACHE`, else `~/.cache/sql-rationale`: models and responses live here."""
-    configured = os.environ.get(CACHE_DIR_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "sql-rationale"
+    """The project's cache root (`bird.files.cache_root`): models and responses live here."""
+    return cache_root()
 
 
 class CachedSample(BaseModel):
@@ -80,16 +76,7 @@ class ResponseCache:
         return sample
 
     def put(self, key: str, sample: CachedSample) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{key[:8]}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(sample.model_dump_json().encode("utf-8"))
-            os.replace(temp_name, path)
-        except BaseException:
-            Path(temp_name).unlink(missing_ok=True)
-            raise
+        write_bytes_atomic(self._path(key), sample.model_dump_json().encode("utf-8"))
 
     def __len__(self) -> int:
         return sum(1 for _ in self.root.glob("??/*.json")) if self.root.exists() else 0

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rationale.llm.backend import ChatBackend
 from rationale.llm.backends import BackendName, LazyBackend, make_backend
 from rationale.llm.cache import ResponseCache, default_cache_dir
+from rationale.llm.models import check_model_name
 from rationale.llm.types import SamplingParams
 
 
@@ -88,6 +89,12 @@ class BackendConfig(BaseModel):
                 "(repeat for several servers)"
             )
         return self
+
+    def check_model(self) -> None:
+        """Fail now for a model that cannot exist (a typo, a missing folder); backends that
+        load weights here only (an openai server knows its own model names)."""
+        if self.backend in ("hf", "vllm"):
+            check_model_name(self.model)
 
     def response_cache(self) -> ResponseCache | None:
         if not self.use_cache:

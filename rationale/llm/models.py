@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,9 +120,64 @@ def prepare_model(name: str, cache_dir: Path | None = None, force: bool = False)
     return target
 
 
+def _looks_like_a_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or name.endswith("/")
+
+
+def check_model_name(name: str) -> None:
+    """Fail at once, before anything runs, for a model that cannot be a local name, a model
+    folder or a hub id (a typo, a folder that does not exist or holds no model)."""
+    if name in LOCAL_MODELS:
+        gguf_path(LOCAL_MODELS[name])  # its package must be installed
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelPreparationError(
+                f"{path} holds no model (no config.json): give a folder written by "
+                "`rationale train` or `save_pretrained`"
+            )
+        return
+    if _looks_like_a_path(name):
+        raise ModelPreparationError(
+            f"model folder {path} does not exist (local model names: {', '.join(LOCAL_MODELS)})"
+        )
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> str:
-    """A local model name becomes its prepared folder (prepared on first use); an existing
-    path or any other name (a hub id, a served model name) is returned unchanged."""
+    """What to load for a model name: a local name becomes its prepared folder (prepared on
+    first use), a folder stays itself, a hub id stays itself when the hub cache holds it or
+    the hub can be reached. Otherwise a clear error now, instead of a minute of download
+    retries and a traceback."""
+    check_model_name(name_or_path)
     if name_or_path in LOCAL_MODELS:
         return str(prepare_model(name_or_path, cache_dir))
+    if Path(name_or_path).expanduser().exists():
+        return str(Path(name_or_path).expanduser())
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name_or_path, "config.json"), str):
+        return name_or_path
+    if not _hub_reachable():
+        raise ModelPreparationError(
+            f"model {name_or_path!r} is not a local model ({', '.join(LOCAL_MODELS)}), not a "
+            "folder, and not in the Hugging Face cache; the hub cannot be reached from here "
+            "(offline), so it cannot be downloaded. Give a model folder or a local name."
+        )
     return name_or_path

@@ -12,7 +12,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from rationale.llm.backend import ChatBackend, GenerationError
@@ -194,9 +194,16 @@ def iter_generate(
     requests: Sequence[GenerationRequest],
     cache: ResponseCache | None = None,
     stats: GenerationStats | None = None,
+    *,
+    on_wait: Callable[[float], None] | None = None,
+    wait_interval: float = 5.0,
 ) -> Iterator[GenerationResult]:
     """Synchronous `generate_stream`: the event loop runs in a helper thread, so requests
     keep flowing while the caller writes results. Stopping iteration early cancels the rest.
+
+    `on_wait(seconds)` is called every `wait_interval` seconds that pass without a result,
+    with the time since the last one, so a user sees that requests are waiting (a slow or
+    silent server) instead of a progress bar that stands still.
     """
     results: queue.Queue[object] = queue.Queue()
     loop = asyncio.new_event_loop()
@@ -221,9 +228,16 @@ def iter_generate(
     thread = threading.Thread(target=run_loop, name="llm-generation", daemon=True)
     thread.start()
     finished = False
+    last_result = time.monotonic()
     try:
         while True:
-            item = results.get()
+            try:
+                item = results.get(timeout=wait_interval if on_wait is not None else None)
+            except queue.Empty:
+                assert on_wait is not None
+                on_wait(time.monotonic() - last_result)
+                continue
+            last_result = time.monotonic()
             if item is _DONE:
                 finished = True
                 return

@@ -45,6 +45,7 @@ from rationale.config import StageConfig
 from rationale.decompose import DecompositionError, decompose_sql
 from rationale.format import Rationale
 from rationale.judge import Judge, PromptedExample
+from rationale.leakage import refuse_evaluation_split
 from rationale.llm import (
     ChatBackend,
     GenerationRequest,
@@ -88,7 +89,14 @@ class DistillConfig(BackendConfig, RoundSampling, StageConfig):
     """Stage 2: the teacher loop. Round k of the sampling settings is iteration k."""
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
-        {"validation_workers", "validation_batch", "iterations", "min_gain", "min_iterations"}
+        {
+            "validation_workers",
+            "validation_batch",
+            "iterations",
+            "min_gain",
+            "min_iterations",
+            "allow_eval_split",
+        }
     )
 
     data: Path = Field(description="Train split folder (holds train.json).")
@@ -145,6 +153,10 @@ class DistillConfig(BackendConfig, RoundSampling, StageConfig):
     validation_batch: int = Field(
         default=64, ge=1, description="Examples validated (and written) together."
     )
+    allow_eval_split: bool = Field(
+        default=False,
+        description="Distil a dev or test split anyway (its pool must never train a model).",
+    )
 
     @field_validator("data")
     @classmethod
@@ -153,7 +165,7 @@ class DistillConfig(BackendConfig, RoundSampling, StageConfig):
 
 
 class PassTiming(BaseModel):
-    """Wall time and traffic of one process's work on one iteration (timings.jsonl)."""
+    """Wall time and traffic of one written batch of an iteration (timings.jsonl)."""
 
     iteration: int
     seconds: float
@@ -242,6 +254,7 @@ class Distiller:
         self.config = config
         self.run_dir = run_dir
         self.split = load_split(config.data)
+        refuse_evaluation_split(self.split, config.allow_eval_split, "distill")
         self.progress = progress
         self.scope = self.split.select(config.db_ids)
         self.executable = self.split.select(config.db_ids, config.limit, executable=True)
@@ -359,9 +372,7 @@ class Distiller:
         todo = prefix_reuse_order([e for e in candidates if e.question_id not in done])
         if not todo:
             return attempts
-        started = time.perf_counter()
-        generated_before = self.stats.samples_generated
-        hits_before = self.stats.cache_hits
+        timing = _TimingLog(self, iteration)
         prompted: dict[str, PromptedExample] = {}
         for example, shots in zip(todo, self._shots(pool, todo), strict=True):
             prompted[f"{self.split.name}:{example.question_id}:it{iteration}"] = self.prompt_for(
@@ -377,23 +388,24 @@ class Distiller:
         new: list[AttemptRecord] = []
         batch: list[GenerationResult] = []
         self.progress(phase, 0, len(todo), "")
-        for result in iter_generate(self.backend, requests, self.cache, self.stats):
+
+        def waiting(seconds: float) -> None:
+            done = len(new) // sampling.n + len(batch)
+            self.progress(phase, done, len(todo), f"waiting {seconds:.0f} s for the model")
+
+        for result in iter_generate(
+            self.backend, requests, self.cache, self.stats, on_wait=waiting
+        ):
             batch.append(result)
             if len(batch) >= self.config.validation_batch:
                 new += self._judge_and_write(iteration, batch, prompted)
+                timing.write(len(batch))
                 batch = []
                 self.progress(phase, len(new) // sampling.n, len(todo), "")
         if batch:
             new += self._judge_and_write(iteration, batch, prompted)
+            timing.write(len(batch))
         self.progress(phase, len(todo), len(todo), "")
-        timing = PassTiming(
-            iteration=iteration,
-            seconds=round(time.perf_counter() - started, 3),
-            requests=len(requests),
-            samples_generated=self.stats.samples_generated - generated_before,
-            cache_hits=self.stats.cache_hits - hits_before,
-        )
-        self._append(self.timings_path, [timing])
         return attempts + new
 
     def _judge_and_write(
@@ -496,6 +508,34 @@ class Distiller:
         )
 
 
+class _TimingLog:
+    """Appends the wall time and traffic of each written batch to timings.jsonl, so the
+    report's totals cover every pass, a killed one included (up to its last batch)."""
+
+    def __init__(self, distiller: Distiller, iteration: int) -> None:
+        self.distiller = distiller
+        self.iteration = iteration
+        self._mark()
+
+    def _mark(self) -> None:
+        stats = self.distiller.stats
+        self.clock = time.perf_counter()
+        self.generated = stats.samples_generated
+        self.hits = stats.cache_hits
+
+    def write(self, requests: int) -> None:
+        stats = self.distiller.stats
+        timing = PassTiming(
+            iteration=self.iteration,
+            seconds=round(time.perf_counter() - self.clock, 3),
+            requests=requests,
+            samples_generated=stats.samples_generated - self.generated,
+            cache_hits=stats.cache_hits - self.hits,
+        )
+        self.distiller._append(self.distiller.timings_path, [timing])
+        self._mark()
+
+
 def _clear_outputs(run_dir: RunDir) -> None:
     shutil.rmtree(run_dir.stage_dir(NAME), ignore_errors=True)
     for path in run_dir.pool_dir.glob("iteration_*.jsonl"):
@@ -525,6 +565,7 @@ def _run(
     backend: ChatBackend | None,
 ) -> DistillReport:
     clock = time.perf_counter()
+    config.check_model()
     seed_pool = run_dir.pool_path(0)
     if not seed_pool.exists():
         raise RunConfigError(

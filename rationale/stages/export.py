@@ -49,6 +49,7 @@ from rationale.task_prompt import (
     TaskKind,
     TaskPrompter,
     completion_text,
+    load_tokenizer,
     task_template_hash,
 )
 
@@ -179,14 +180,6 @@ def _recorded_data(run_dir: RunDir) -> Path:
     )
 
 
-def _load_tokenizer(name: str) -> Any:
-    from transformers import AutoTokenizer
-
-    from rationale.llm.models import resolve_model
-
-    return AutoTokenizer.from_pretrained(resolve_model(name))
-
-
 def build_records(
     config: ExportConfig,
     split: BirdSplit,
@@ -257,7 +250,7 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
         heldout_databases(config.heldout),
         f"the {config.kind} dataset of {run_dir.root}",
     )
-    tokenizer = _load_tokenizer(config.tokenizer) if config.max_prompt_tokens else None
+    tokenizer = load_tokenizer(config.tokenizer) if config.max_prompt_tokens else None
     prompter = TaskPrompter(
         kind=config.kind,
         split=split,

@@ -29,7 +29,13 @@ from rationale.llm.types import (
     SamplingParams,
     Usage,
 )
-from rationale.run_dir import RecordFileError, RunConfigError, read_jsonl, write_text_atomic
+from rationale.run_dir import (
+    RecordFileError,
+    RunConfigError,
+    exclusive,
+    read_jsonl,
+    write_text_atomic,
+)
 
 NAME = "generate"
 _FSYNC_INTERVAL_S = 2.0
@@ -199,7 +205,18 @@ def run(
     progress: ProgressCallback = no_progress,
     backend: ChatBackend | None = None,
 ) -> GenerateSummary:
-    """Generate every input id not yet in `config.output`, appending records as they finish."""
+    """Generate every input id not yet in `config.output`, appending records as they finish.
+
+    One process at a time per output file (a second would write every record twice)."""
+    lock = config.output.with_name(config.output.name + ".lock")
+    with exclusive(lock, f"output file {config.output}"):
+        return _run(config, progress, backend)
+
+
+def _run(
+    config: GenerateConfig, progress: ProgressCallback, backend: ChatBackend | None
+) -> GenerateSummary:
+    config.check_model()
     records = read_requests(config.input)
     sampling = config.sampling()
     output_path = config.output
@@ -223,7 +240,15 @@ def run(
         with output_path.open("a", encoding="utf-8") as handle:
             last_sync = time.monotonic()
             try:
-                for result in iter_generate(backend, requests, config.response_cache(), stats):
+                for result in iter_generate(
+                    backend,
+                    requests,
+                    config.response_cache(),
+                    stats,
+                    on_wait=lambda seconds: progress(
+                        "generate", stats.requests_done, len(requests), f"waiting {seconds:.0f} s"
+                    ),
+                ):
                     record = _output_record(original_ids[result.id], result)
                     handle.write(record.model_dump_json() + "\n")
                     handle.flush()

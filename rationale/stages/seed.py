@@ -25,6 +25,7 @@ from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
 from rationale.config import StageConfig
 from rationale.format import Rationale, RationaleStep
+from rationale.leakage import refuse_evaluation_split
 from rationale.records import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl, write_text_atomic
 from rationale.templates import PROMPTS_DIR
@@ -40,7 +41,7 @@ Bootstrap = Literal["none", "decompose"]
 class SeedConfig(StageConfig):
     """Stage 1: validate the hand-written seeds and write pool iteration 0."""
 
-    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers"})
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "allow_eval_split"})
 
     data: Path = Field(description="The train split folder (holds train.json).")
     seeds: Path = Field(
@@ -58,6 +59,10 @@ class SeedConfig(StageConfig):
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per SQL statement.")
     workers: int = Field(default=2, ge=1, description="SQL worker processes.")
+    allow_eval_split: bool = Field(
+        default=False,
+        description="Seed a dev or test split anyway (its pool must never train a model).",
+    )
 
     @field_validator("data", "seeds")
     @classmethod
@@ -243,6 +248,7 @@ def _run(
 ) -> SeedReport:
     clock = time.perf_counter()
     split = load_split(config.data)
+    refuse_evaluation_split(split, config.allow_eval_split, "seed")
     seeds = read_seed_file(config.seeds)
     manifest = run_dir.begin_stage(
         NAME, config, [config.seeds, split.root / f"{split.name}.json"], force=force

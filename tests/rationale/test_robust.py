@@ -151,3 +151,18 @@ def test_permute_rejects_a_dropped_condition_that_no_real_row_violates(
     verdict = robust_equal(superhero_db, SAURON_PUBLISHER, gold, config=permute_only)
     assert not verdict.equal
     assert "permute" in verdict.detail
+
+
+def test_copies_without_a_cache_folder_are_removed(superhero_db: Path) -> None:
+    import tempfile
+
+    from rationale.robust import robust_equal_many
+
+    def leftovers() -> set[Path]:
+        return set(Path(tempfile.gettempdir()).glob("sql-rationale-robust*"))
+
+    before = leftovers()
+    gold = "SELECT COUNT(*) FROM superhero"
+    [verdict] = robust_equal_many([(superhero_db, gold, gold)])
+    assert verdict.equal and verdict.copies > 0
+    assert leftovers() == before

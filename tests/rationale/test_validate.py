@@ -244,3 +244,35 @@ def test_cli_names_the_file_and_line_of_a_bad_record(
     flat = " ".join(result.output.split())
     assert f"{source}:3" in flat
     assert expected in flat
+
+
+def test_ctrl_c_stops_validate_with_130_and_writes_nothing(dev_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    slow = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000000) "
+        "SELECT COUNT(*) FROM n"
+    )
+    record = {
+        "question_id": QUESTION_ID,
+        "db_id": "superhero",
+        "steps": [{"name": "step1", "title": "count", "explanation": "x", "sql": slow}],
+        "final_sql": "SELECT * FROM step1",
+    }
+    source = write_jsonl(tmp_path / "in.jsonl", [json.dumps(record)])
+    output = tmp_path / "reports.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from rationale.cli import app; app()", "validate",
+         "--data", str(dev_dir), "--input", str(source), "--output", str(output),
+         "--timeout", "120"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(5)
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert not output.exists()

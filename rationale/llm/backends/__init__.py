@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Literal, get_args
 
-from rationale.llm.backend import ChatBackend
+from rationale.llm.backend import ChatBackend, GenerationError
 from rationale.llm.types import SampleJob, SampleOutput
 
 BackendName = Literal["vllm", "openai", "hf"]
@@ -28,7 +28,10 @@ class LazyBackend:
 
     def stream(self, jobs: Sequence[SampleJob]) -> AsyncIterator[SampleOutput]:
         if self._backend is None:
-            self._backend = self._factory()
+            try:
+                self._backend = self._factory()
+            except (OSError, ValueError) as error:  # transformers' "not a model" errors
+                raise GenerationError(f"cannot load model {self.model!r}: {error}") from None
         return self._backend.stream(jobs)
 
     def close(self) -> None:

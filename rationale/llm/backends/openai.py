@@ -9,8 +9,8 @@ to the next URL); any other 4xx fails at once with the server's message.
 with fewer choices (transformers serve ignores `n`) is remembered, and the remaining
 samples are fanned out as single requests, each with seed `seed + sample_index`. Mode
 "fanout" always sends single-sample requests; "native" always trusts `n`. With native `n`
-the server reports completion tokens only for the whole response, so those samples carry
-no per-sample count.
+the server reports completion tokens only for the whole response: each sample carries an
+even share of it, so totals stay exact.
 
 `transformers serve --continuous-batching` (transformers 5.x), the CPU test server: it
 ignores `n` (handled above) and `stop` (stop strings are cut here again, for every server),
@@ -77,6 +77,16 @@ def _server_message(response: httpx.Response) -> str:
 
 def _finish_reason(value: object) -> FinishReason:
     return value if value in ("stop", "length") else "unknown"  # type: ignore[return-value]
+
+
+def _token_shares(total: object, samples: int) -> list[int | None]:
+    """Per-sample completion tokens from a response's total. With native `n` the server
+    counts all choices together: each sample gets an even share (the first the remainder),
+    so the sum, and every tokens/s figure built on it, stays exact."""
+    if not isinstance(total, int) or samples < 1:
+        return [None] * samples
+    share, remainder = divmod(total, samples)
+    return [share + remainder] + [share] * (samples - 1)
 
 
 class OpenAIBackend:
@@ -192,10 +202,11 @@ class OpenAIBackend:
     def _outputs(self, unit: _Unit, data: dict[str, Any]) -> list[SampleOutput]:
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
         usage = data.get("usage") or {}
-        per_sample_tokens = usage.get("completion_tokens") if len(choices) == 1 else None
+        shares = _token_shares(usage.get("completion_tokens"), len(choices))
         stop = unit.job.request.sampling.stop
         outputs: list[SampleOutput] = []
-        for index, choice in zip(unit.indices, choices, strict=False):
+        answered = zip(unit.indices, choices, shares, strict=False)  # fewer choices than asked
+        for index, choice, tokens in answered:
             text = (choice.get("message") or {}).get("content") or ""
             text, was_cut = truncate_at_stop(text, stop)
             reason = "stop" if was_cut else _finish_reason(choice.get("finish_reason"))
@@ -206,7 +217,7 @@ class OpenAIBackend:
                     text=text,
                     finish_reason=reason,
                     prompt_tokens=usage.get("prompt_tokens"),
-                    completion_tokens=per_sample_tokens,
+                    completion_tokens=tokens,
                 )
             )
         return outputs

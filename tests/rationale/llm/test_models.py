@@ -29,7 +29,24 @@ def test_prepared_folder_is_a_plain_float_checkpoint(tiny_model_dir: Path) -> No
 def test_name_resolves_to_the_prepared_folder(tiny_model_dir: Path) -> None:
     assert resolve_model(TINY_MODEL_NAME) == str(tiny_model_dir)
     assert prepare_model(TINY_MODEL_NAME) == tiny_model_dir  # prepared once, then reused
+    assert resolve_model(str(tiny_model_dir)) == str(tiny_model_dir)  # a folder is itself
+
+
+def test_a_hub_id_is_kept_when_the_hub_can_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether the model hub answers cannot be arranged for real on a machine without
+    network (nor, with network, be turned off): the reachability probe is replaced here,
+    which is the one fault-injection in these tests. The id is then passed through for
+    transformers or vLLM to download; unreachable, it is a clear error at once instead of a
+    minute of download retries."""
+    from rationale.llm import models
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: True)
     assert resolve_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=3.0: False)
+    with pytest.raises(ModelPreparationError, match="hub cannot be reached"):
+        resolve_model("Qwen/Qwen2.5-7B-Instruct")
+    with pytest.raises(ModelPreparationError, match="does not exist"):
+        resolve_model("./no/such/model")
 
 
 def test_unknown_local_model_is_a_clear_error(tmp_path: Path) -> None:

@@ -228,4 +228,6 @@ def test_requests_are_shared_round_robin_and_native_n_is_used(scripted_server) -
     results = generate(backend, _requests(4, n=3))
     assert [r.texts for r in results] == [["s0", "s1", "s2"]] * 4
     assert (len(first_hits), len(second_hits)) == (2, 2)  # one request per n=3 each
-    assert results[0].completions[0].completion_tokens is None  # not reported per sample
+    # the server counts all choices together: each sample gets a share, the sum is exact
+    assert [c.completion_tokens for c in results[0].completions] == [2, 2, 2]
+    assert results[0].usage.completion_tokens == 6

@@ -76,10 +76,11 @@ def test_killed_run_resumes_with_no_lost_and_no_duplicated_ids(
     ids = _write_input(input_path, 8)
     args = _openai_args(transformers_server, tmp_path, input_path, output)
     process = subprocess.Popen([*RUN_CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
+    deadline = time.monotonic() + 600  # transformers serve on busy CPUs can be slow
+    while process.poll() is None:
         if output.exists() and output.read_text().count("\n") >= 3:
             break
+        assert time.monotonic() < deadline, "3 answers did not come in 10 minutes"
         time.sleep(0.05)
     assert process.poll() is None, process.stdout.read().decode() if process.stdout else ""
     process.send_signal(signal.SIGKILL)

@@ -12,6 +12,7 @@ import pytest
 from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import execute_sql
+from rationale.leakage import DatasetLeakageError
 from rationale.records import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl
 from rationale.stages.seed import DEFAULT_SEEDS, SeedConfig, SeedFileError, read_seed_file
@@ -83,7 +84,9 @@ def test_seed_file_errors_name_file_and_line(tmp_path: Path) -> None:
 
 
 def test_seeds_of_another_split_are_not_matched_by_id(dev_dir: Path, tmp_path: Path) -> None:
-    report = run_seed(SeedConfig(data=dev_dir), RunDir(tmp_path / "run"))
+    with pytest.raises(DatasetLeakageError, match="--allow-eval-split"):
+        run_seed(SeedConfig(data=dev_dir), RunDir(tmp_path / "refused"))
+    report = run_seed(SeedConfig(data=dev_dir, allow_eval_split=True), RunDir(tmp_path / "run"))
     assert report.valid == 0 and report.pool_size == 0
     assert report.not_in_split == report.seeds
 

@@ -1,0 +1,103 @@
+"""Fixtures of the stage tests: a deterministic teacher over real HTTP, and a server that
+accepts connections and never answers."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+SERVER_SCRIPT = REPO / "benchmarks" / "symbolic_teacher_server.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class SymbolicServer:
+    def __init__(self, process: subprocess.Popen[bytes], url: str) -> None:
+        self.process = process
+        self.url = url
+
+    def samples(self) -> int:
+        return int(httpx.get(f"{self.url}/v1/stats").json()["samples"])
+
+
+@pytest.fixture(scope="session")
+def symbolic_server(
+    train_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SymbolicServer]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                str(SERVER_SCRIPT),
+                "--data",
+                str(train_dir),
+                "--port",
+                str(port),
+                "--db",
+                "beer_factory",
+                "--delay",
+                "0.03",
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    server = SymbolicServer(process, f"http://127.0.0.1:{port}")
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            server.samples()
+            break
+        except httpx.TransportError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"symbolic teacher server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+    yield server
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """A real TCP server that accepts every connection and never sends a byte back: a
+    teacher server that hangs. Yields its URL."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    listener.close()
