@@ -1,13 +1,17 @@
 """A deterministic "teacher": a real OpenAI-compatible HTTP server that answers a teacher
 prompt with the symbolic decomposer's rationale for the question it asks about.
 
+It also answers a student's prompt (question and evidence, no gold SQL) with that
+question's rationale, as a student that always knows the answer: prediction tests use it to
+check the whole path from answer to official file to score over real HTTP.
+
 Distillation tests and benchmarks need a teacher whose answers are cheap, reproducible and
 often valid, so that the accepting path, the pool growth and the cache are exercised for
 real (the tiny LLM is too weak to produce valid rationales). This is not a mock: the
 distill loop talks to it over real HTTP through the `openai` backend, and its answers go
 through the real parser and validator. It knows the BIRD splits it is given and finds the
 asked question as the last gold query that appears in the prompt (the few-shot examples
-come before the question to explain).
+come before the question to explain), or else as the question text that appears last.
 
     python benchmarks/symbolic_teacher_server.py --data ../shared/bird/train --port 8011
 
@@ -40,6 +44,7 @@ class SymbolicTeacher:
 
     def __init__(self, split_dirs: list[Path], db_ids: list[str] | None = None) -> None:
         self.answers: dict[str, str] = {}
+        self.by_question: dict[str, str] = {}
         for split_dir in split_dirs:
             split = load_split(split_dir)
             wanted = set(db_ids or split.db_ids())
@@ -55,17 +60,23 @@ class SymbolicTeacher:
                 except DecompositionError:
                     continue
                 self.answers[key] = render_rationale(decomposition.rationale)
+                self.by_question.setdefault(
+                    f"Question: {example.question.strip()}\n", self.answers[key]
+                )
         self.requests = 0
         self.samples = 0
         self.lock = threading.Lock()
 
     def answer(self, prompt: str) -> str:
-        best, position = REFUSAL, -1
-        for sql, text in self.answers.items():
-            found = prompt.rfind(sql)
-            if found > position:
-                best, position = text, found
-        return best
+        for table in (self.answers, self.by_question):  # gold SQL first: a teacher prompt
+            best, position = REFUSAL, -1
+            for key, text in table.items():
+                found = prompt.rfind(key)
+                if found > position:
+                    best, position = text, found
+            if position >= 0:
+                return best
+        return REFUSAL
 
 
 def make_handler(teacher: SymbolicTeacher, delay: float) -> type[BaseHTTPRequestHandler]:

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from bird.data import BirdExample, BirdSplit
 from bird.schema import DatabaseSchema, load_schema, render_schema
 from rationale.format import Rationale, render_rationale
+from rationale.llm.models import ModelPreparationError
 from rationale.templates import RenderedChat, render_chat, sql_block, template_hash
 
 TaskKind = Literal["rationalizer", "student-cot", "student-nocot"]
@@ -211,9 +212,17 @@ def prompter_for(
     settings: PromptSettings, split: BirdSplit, model: str, prompts_dir: Path | None = None
 ) -> TaskPrompter:
     """The prompter that asks `model` as `settings` say (its tokenizer counts the budget)."""
-    tokenizer = (
-        load_tokenizer(settings.tokenizer or model) if settings.max_prompt_tokens else None
-    )
+    tokenizer = None
+    if settings.max_prompt_tokens:
+        name = settings.tokenizer or model
+        try:
+            tokenizer = load_tokenizer(name)
+        except (ModelPreparationError, OSError, ValueError) as error:
+            raise PromptSettingsError(
+                f"prompts are cut to {settings.max_prompt_tokens} tokens of {name!r}, whose "
+                f"tokenizer cannot be loaded here ({error}); name it with --tokenizer (the "
+                "trained model's folder or a local model name)"
+            ) from None
     return TaskPrompter(
         kind=settings.kind,
         split=split,

@@ -68,7 +68,7 @@ def _option_type(key: str, annotation: Any) -> Any:
 def _panel(model: type[BaseModel], key: str) -> str:
     """The help panel of a key: the `CLI_PANEL` of the config part that declares it."""
     declaring = [klass for klass in model.__mro__ if key in vars(klass).get("__annotations__", {})]
-    return getattr(declaring[-1], "CLI_PANEL", "Stage options") if declaring else "Stage options"
+    return vars(declaring[-1]).get("CLI_PANEL", STAGE_PANEL) if declaring else STAGE_PANEL
 
 
 def _typer_default(info: FieldInfo, option_type: Any) -> Any:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from rationale.config import StageConfig
-from rationale.stages import decompose, distill, export, generate, seed, validate
+from rationale.stages import decompose, distill, export, generate, predict, seed, validate
 
 
 @dataclass(frozen=True)
@@ -39,4 +39,5 @@ TOOLS: tuple[Stage, ...] = (
     Stage(decompose.NAME, decompose.DecomposeConfig, decompose.run, in_run_dir=False),
     Stage(validate.NAME, validate.ValidateConfig, validate.run, in_run_dir=False),
     Stage(generate.NAME, generate.GenerateConfig, generate.run, in_run_dir=False),
+    Stage(predict.NAME, predict.PredictConfig, predict.run, in_run_dir=False),
 )

@@ -33,43 +33,49 @@ class SymbolicServer:
         return int(httpx.get(f"{self.url}/v1/stats").json()["samples"])
 
 
-@pytest.fixture(scope="session")
-def symbolic_server(
-    train_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SymbolicServer]:
+def _start(data: Path, db: str, delay: float, log: Path) -> SymbolicServer:
     port = _free_port()
-    log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                str(SERVER_SCRIPT),
-                "--data",
-                str(train_dir),
-                "--port",
-                str(port),
-                "--db",
-                "beer_factory",
-                "--delay",
-                "0.03",
-            ],
+            [sys.executable, str(SERVER_SCRIPT), "--data", str(data), "--port", str(port),
+             "--db", db, "--delay", str(delay)],
             stdout=handle,
             stderr=subprocess.STDOUT,
-        )
+        )  # fmt: skip
     server = SymbolicServer(process, f"http://127.0.0.1:{port}")
     deadline = time.monotonic() + 120
     while True:
         try:
             server.samples()
-            break
+            return server
         except httpx.TransportError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
                 pytest.fail(f"symbolic teacher server did not start: {log.read_text()[-2000:]}")
             time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def symbolic_server(
+    train_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SymbolicServer]:
+    """The teacher for beer_factory train questions."""
+    server = _start(train_dir, "beer_factory", 0.03, tmp_path_factory.mktemp("server") / "log")
     yield server
-    process.terminate()
-    process.wait(timeout=10)
+    server.process.terminate()
+    server.process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def oracle_student(
+    dev_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SymbolicServer]:
+    """A "student" that answers every superhero dev question with its gold query's
+    decomposition (the symbolic server, matching the question text of student prompts)."""
+    server = _start(dev_dir, "superhero", 0.05, tmp_path_factory.mktemp("student") / "log")
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
 
 
 @pytest.fixture
