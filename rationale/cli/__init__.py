@@ -8,7 +8,16 @@ from __future__ import annotations
 
 import typer
 
-from rationale.cli import decompose, distill, export, generate, predict, seed, validate
+from rationale.cli import (
+    decompose,
+    distill,
+    export,
+    generate,
+    predict,
+    report,
+    seed,
+    validate,
+)
 from rationale.cli.models import models_app
 
 app = typer.Typer(
@@ -28,6 +37,7 @@ app.command("seed")(seed.command)
 app.command("distill")(distill.command)
 app.command("export")(export.command)
 app.command("predict")(predict.command)
+app.command("report")(report.command)
 app.command("decompose")(decompose.command)
 app.command("validate")(validate.command)
 app.command("generate")(generate.command)

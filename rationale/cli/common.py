@@ -20,6 +20,7 @@ from bird.console import exit_on_interrupt, table_console
 from bird.data import BirdDataError
 from rationale.config import ConfigError
 from rationale.leakage import DatasetLeakageError
+from rationale.plots import PlotsUnavailable
 from rationale.llm import GenerationError
 from rationale.llm.models import ModelPreparationError
 from rationale.retrieval import LeakageError
@@ -47,6 +48,7 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
     InUseError,
     LeakageError,
     ModelPreparationError,
+    PlotsUnavailable,
     RunConfigError,
 )
 

@@ -19,7 +19,16 @@ from dataclasses import dataclass
 from pydantic import BaseModel
 
 from rationale.config import StageConfig
-from rationale.stages import decompose, distill, export, generate, predict, seed, validate
+from rationale.stages import (
+    decompose,
+    distill,
+    export,
+    generate,
+    predict,
+    report,
+    seed,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -40,4 +49,5 @@ TOOLS: tuple[Stage, ...] = (
     Stage(validate.NAME, validate.ValidateConfig, validate.run, in_run_dir=False),
     Stage(generate.NAME, generate.GenerateConfig, generate.run, in_run_dir=False),
     Stage(predict.NAME, predict.PredictConfig, predict.run, in_run_dir=False),
+    Stage(report.NAME, report.ReportConfig, report.run, in_run_dir=False),
 )
