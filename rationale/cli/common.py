@@ -20,9 +20,9 @@ from bird.console import exit_on_interrupt, table_console
 from bird.data import BirdDataError
 from rationale.config import ConfigError
 from rationale.leakage import DatasetLeakageError
-from rationale.plots import PlotsUnavailable
 from rationale.llm import GenerationError
 from rationale.llm.models import ModelPreparationError
+from rationale.plots import PlotsUnavailable
 from rationale.retrieval import LeakageError
 from rationale.run_dir import InUseError, RecordFileError, RunConfigError
 from rationale.stages.seed import SeedFileError
