@@ -108,6 +108,12 @@ def sources_hash(sources: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
+def template_files(templates: Sequence[str], prompts_dir: Path | None = None) -> list[Path]:
+    """The files of `templates` and of every template they use, in name order."""
+    folder = (prompts_dir or PROMPTS_DIR).resolve()
+    return [folder / name for name in sorted(_read_sources(folder, templates))]
+
+
 def template_hash(templates: Sequence[str], prompts_dir: Path | None = None) -> str:
     """The hash `render_chat` records for prompts made from `templates` (partials included)."""
     return sources_hash(_read_sources((prompts_dir or PROMPTS_DIR).resolve(), templates))
