@@ -176,3 +176,55 @@ def exec_sql(
     typer.echo(json.dumps(result.to_jsonable(), ensure_ascii=False))
     if not result.ok:
         raise typer.Exit(1)
+
+
+@app.command()
+@exit_on_interrupt
+def audit(
+    data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/train."),
+    db: list[str] = typer.Option([], "--db", help="Only these databases; repeat for several."),
+    timeout: float = typer.Option(30.0, min=0.001, help="Seconds allowed per gold query."),
+    workers: int = typer.Option(2, min=1, help="Executor processes."),
+    no_reorder: bool = typer.Option(
+        False, "--no-reorder", help="Skip the row-order check (no reordered database copies)."
+    ),
+    output: Path | None = typer.Option(None, help="Write the findings as JSON to this file."),
+) -> None:
+    """Check every gold query: does it execute, in time, and is its result determined?
+
+    A result that changes on a copy of the database whose rows are stored in reverse order
+    (same content) depends on chance: LIMIT without ORDER BY, ties at an ORDER BY ... LIMIT
+    cut, bare columns. Prints counts by reason and every finding; exit code 0 either way.
+    """
+    from rich.table import Table
+
+    from bird.audit import audit_split
+    from bird.console import PhaseProgress, table_console
+    from bird.data import BirdDataError, load_split
+    from bird.files import write_text_atomic
+
+    try:
+        split = load_split(data)
+        examples = split.select(db)
+    except BirdDataError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    with PhaseProgress() as progress:
+        report = audit_split(
+            split, examples, timeout=timeout, workers=workers, reorder=not no_reorder,
+            progress=progress,
+        )  # fmt: skip
+    console = table_console()
+    table = Table(title=f"gold audit of {split.name} ({report.examples} questions)")
+    for column in ("question_id", "db_id", "reason", "detail"):
+        table.add_column(column)
+    for finding in report.findings:
+        if finding.reason != "no_database":
+            table.add_row(str(finding.question_id), finding.db_id, finding.reason, finding.detail)
+    if table.row_count:
+        console.print(table)
+    counts = ", ".join(f"{reason} {count}" for reason, count in report.counts.items())
+    console.print(f"{report.checked} of {report.examples} gold queries checked: {counts}")
+    if output is not None:
+        write_text_atomic(output, report.model_dump_json(indent=2) + "\n")
+        typer.echo(str(output))

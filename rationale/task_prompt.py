@@ -19,9 +19,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from bird.data import BirdExample, BirdSplit
 from bird.schema import DatabaseSchema, load_schema, render_schema
@@ -232,3 +232,48 @@ def prompter_for(
         sample_values=settings.schema_sample_values,
         prompts_dir=prompts_dir,
     )
+
+
+class PromptOptions(BaseModel):
+    """How a stage asks a trained model (annotate, predict): as its training data did."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    CLI_PANEL: ClassVar[str] = "Prompt"
+
+    prompts: Path | None = Field(
+        default=None,
+        description="Exported dataset folder whose prompt settings to use (default: the "
+        "dataset named in the model folder's training manifest, else the keys below).",
+    )
+    tokenizer: str | None = Field(
+        default=None, description="Tokenizer counting the prompt budget (default: the model)."
+    )
+    max_prompt_tokens: int | None = Field(
+        default=2048, ge=64, description="Prompt tokens at most when no dataset says."
+    )
+    schema_max_chars: int | None = Field(
+        default=12000, ge=200, description="Schema characters at most when no dataset says."
+    )
+    schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
+
+    def prompt_settings(self, model: str, kind: TaskKind) -> PromptSettings:
+        """The settings `model` was trained with (dataset given, or named by the model's
+        training manifest), else these keys."""
+        if self.prompts is not None:
+            found = dataset_prompt_settings(self.prompts, kind)
+            if found is None:
+                raise PromptSettingsError(
+                    f"{self.prompts} is not an exported dataset (no export.json)"
+                )
+            return found
+        trained = trained_prompt_settings(model, kind)
+        if trained is not None:
+            return trained
+        return PromptSettings(
+            kind=kind,
+            tokenizer=self.tokenizer,
+            max_prompt_tokens=self.max_prompt_tokens,
+            schema_max_chars=self.schema_max_chars,
+            schema_sample_values=self.schema_sample_values,
+        )

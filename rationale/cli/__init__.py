@@ -9,6 +9,8 @@ from __future__ import annotations
 import typer
 
 from rationale.cli import (
+    annotate,
+    audit,
     decompose,
     distill,
     export,
@@ -33,8 +35,10 @@ def main() -> None:
     """Rationale pipeline tools."""
 
 
+app.command("audit")(audit.command)
 app.command("seed")(seed.command)
 app.command("distill")(distill.command)
+app.command("annotate")(annotate.command)
 app.command("export")(export.command)
 app.command("predict")(predict.command)
 app.command("report")(report.command)

@@ -12,9 +12,9 @@ from rationale.stages import STAGES
 from rationale.stages.distill import NAME, DistillReport, IterationRow
 
 
-def iteration_table(report: DistillReport) -> Table:
-    """The per-iteration table: the figures of report.json."""
-    table = Table(title=f"distill {report.split} with {report.teacher_model} ({report.mode})")
+def iteration_rows(rows: list[IterationRow], title: str) -> Table:
+    """One line per round: the figures of report.json."""
+    table = Table(title=title)
     columns = (
         "iter",
         "candidates",
@@ -32,8 +32,17 @@ def iteration_table(report: DistillReport) -> Table:
     )
     for column in columns:
         table.add_column(column, justify="right")
-    for row in report.iterations:
+    for row in rows:
         table.add_row(*_row_cells(row))
+    return table
+
+
+def iteration_table(report: DistillReport) -> Table:
+    """The per-iteration table of distillation, with its coverage caption."""
+    table = iteration_rows(
+        report.iterations,
+        title=f"distill {report.split} with {report.teacher_model} ({report.mode})",
+    )
     missing = sum(report.no_database.values())
     table.caption = (
         f"{report.covered}/{report.executable} executable examples covered "

@@ -20,6 +20,8 @@ from pydantic import BaseModel
 
 from rationale.config import StageConfig
 from rationale.stages import (
+    annotate,
+    audit,
     decompose,
     distill,
     export,
@@ -40,8 +42,10 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
+    Stage(audit.NAME, audit.AuditConfig, audit.run, in_run_dir=True),
     Stage(seed.NAME, seed.SeedConfig, seed.run, in_run_dir=True),
     Stage(distill.NAME, distill.DistillConfig, distill.run, in_run_dir=True),
+    Stage(annotate.NAME, annotate.AnnotateConfig, annotate.run, in_run_dir=True),
     Stage(export.NAME, export.ExportConfig, export.run, in_run_dir=True),
 )
 TOOLS: tuple[Stage, ...] = (

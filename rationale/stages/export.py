@@ -43,6 +43,7 @@ from rationale.leakage import check_training_records, heldout_databases
 from rationale.llm.types import ChatMessage
 from rationale.records import AcceptedRationale, ExampleRationale, PoolEntry, RationaleSource
 from rationale.run_dir import RunConfigError, RunDir, input_file, now_iso, read_jsonl, rewrite_jsonl
+from rationale.stages.audit import quarantined
 from rationale.task_prompt import (
     TASK_KINDS,
     TEMPLATES,
@@ -96,6 +97,11 @@ class ExportConfig(StageConfig):
         lt=1.0,
         description="Share of questions held out as the validation split (by a hash of the "
         "question id, so it is the same in every export).",
+    )
+    include_quarantined: bool = Field(
+        default=False,
+        description="Keep examples the audit quarantined (gold query fails, times out, or is "
+        "not determined by the database).",
     )
     heldout: list[Path] = Field(
         default_factory=list,
@@ -240,6 +246,9 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
     data = config.data or _recorded_data(run_dir)
     split = load_split(data)
     entries = dataset_entries(run_dir, config.kind)
+    quarantine = set() if config.include_quarantined else quarantined(run_dir)
+    left_quarantined = sum(entry.key in quarantine for entry, _, _ in entries)
+    entries = [row for row in entries if row[0].key not in quarantine]
     if not entries:
         raise RunConfigError(
             f"{run_dir.root} holds no rationales for a {config.kind} dataset: run "
@@ -260,6 +269,8 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
         sample_values=config.schema_sample_values,
     )
     records, left_out = build_records(config, split, entries, prompter, progress)
+    if left_quarantined:
+        left_out["quarantined by the audit"] = left_quarantined
     held = [_held_out(r.split, r.question_id, config.eval_fraction) for r in records]
     parts = {
         "train": [r for r, h in zip(records, held, strict=True) if not h],

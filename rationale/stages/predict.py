@@ -62,13 +62,11 @@ from rationale.run_dir import (
     software_versions,
 )
 from rationale.task_prompt import (
+    PromptOptions,
     PromptSettings,
-    PromptSettingsError,
     TaskKind,
-    dataset_prompt_settings,
     prompter_for,
     task_template_hash,
-    trained_prompt_settings,
 )
 
 NAME = "predict"
@@ -78,7 +76,7 @@ OFFICIAL_FILE = "predict_dev.json"
 GREEDY_FILE = "predict_dev_greedy.json"
 
 
-class PredictConfig(BackendConfig, StageConfig):
+class PredictConfig(BackendConfig, PromptOptions, StageConfig):
     """A student answers a split's questions; candidates vote by execution result."""
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "batch"})
@@ -102,21 +100,6 @@ class PredictConfig(BackendConfig, StageConfig):
         json_schema_extra={"flag": "db"},
     )
     limit: int | None = Field(default=None, ge=1, description="Only the first N questions.")
-    prompts: Path | None = Field(
-        default=None,
-        description="Exported dataset folder whose prompt settings to use (default: the "
-        "dataset named in the model folder's training manifest, else the keys below).",
-    )
-    tokenizer: str | None = Field(
-        default=None, description="Tokenizer counting the prompt budget (default: the model)."
-    )
-    max_prompt_tokens: int | None = Field(
-        default=2048, ge=64, description="Prompt tokens at most when no dataset says."
-    )
-    schema_max_chars: int | None = Field(
-        default=12000, ge=200, description="Schema characters at most when no dataset says."
-    )
-    schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
     timeout: float = Field(default=30.0, gt=0, description="Seconds per candidate query.")
     workers: int = Field(default=2, ge=1, description="Processes executing candidates.")
     batch: int = Field(default=32, ge=1, description="Questions executed and written together.")
@@ -233,30 +216,10 @@ class Predictor:
         self.split = load_split(config.data)
         self.examples = self.split.select(config.db_ids, config.limit)
         self.positions = {e.question_id: i for i, e in enumerate(self.split.examples)}
-        self.settings = self._settings()
+        self.settings = config.prompt_settings(config.model, _TASK[config.kind])
         self.records_path = config.out / "predictions.jsonl"
         self.stats = GenerationStats()
         self.answered = 0  # questions judged and written in this pass
-
-    def _settings(self) -> PromptSettings:
-        kind = _TASK[self.config.kind]
-        if self.config.prompts is not None:
-            found = dataset_prompt_settings(self.config.prompts, kind)
-            if found is None:
-                raise PromptSettingsError(
-                    f"{self.config.prompts} is not an exported dataset (no export.json)"
-                )
-            return found
-        trained = trained_prompt_settings(self.config.model, kind)
-        if trained is not None:
-            return trained
-        return PromptSettings(
-            kind=kind,
-            tokenizer=self.config.tokenizer,
-            max_prompt_tokens=self.config.max_prompt_tokens,
-            schema_max_chars=self.config.schema_max_chars,
-            schema_sample_values=self.config.schema_sample_values,
-        )
 
     def done(self) -> list[Prediction]:
         return read_jsonl(self.records_path, Prediction, key=lambda p: p.question_id)

@@ -1,0 +1,90 @@
+"""Coverage of a train split by source, and why the rest is not covered.
+
+One table over the whole split: every example is covered by the seed file, the symbolic
+decomposer, the teacher or the rationalization model (the first that covers it, in that
+order), or it is not covered, with the cause: no database, a quarantined gold query (and
+why), every sample invalid (and the check that failed most), or never attempted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from pydantic import BaseModel
+
+from bird.audit import AuditFinding
+from bird.data import BirdSplit
+from rationale.records import AcceptedRationale, AttemptRecord, PoolEntry
+from rationale.run_dir import RunDir, read_jsonl
+from rationale.validate import CHECK_NAMES
+
+SOURCES = ("seed", "decompose", "teacher", "rationalizer")
+
+
+class CoverageTable(BaseModel):
+    split: str
+    examples: int
+    covered: dict[str, int]  # source -> examples
+    not_covered: dict[str, int]  # cause -> examples
+
+    @property
+    def covered_total(self) -> int:
+        return sum(self.covered.values())
+
+    def percent(self, count: int) -> float:
+        return round(100.0 * count / max(self.examples, 1), 2)
+
+
+def _first_failure(attempt: AttemptRecord) -> str:
+    if not attempt.parsed:
+        return "parses"
+    if attempt.rejected:
+        return "rejected before validation"
+    if attempt.validation is not None:
+        failed = attempt.validation.failed_checks()
+        if failed:
+            return min(failed, key=CHECK_NAMES.index)
+    return "unknown"
+
+
+def coverage_table(run_dir: RunDir, split: BirdSplit) -> CoverageTable:
+    """Count, over every example of `split`, what covers it or why nothing does."""
+    source_of: dict[int, str] = {}
+    for path in sorted(run_dir.pool_dir.glob("iteration_*.jsonl")):
+        for entry in read_jsonl(path, PoolEntry, key=lambda e: e.key):
+            if entry.split == split.name:
+                source_of.setdefault(entry.question_id, entry.source)
+    annotated = run_dir.stage_dir("annotate") / "rationales.jsonl"
+    for accepted in read_jsonl(annotated, AcceptedRationale, key=lambda r: r.key):
+        if accepted.split == split.name:
+            source_of.setdefault(accepted.question_id, "rationalizer")
+    quarantine = {
+        f.question_id: f.reason
+        for f in read_jsonl(run_dir.stage_dir("audit") / "quarantine.jsonl", AuditFinding)
+    }
+    failures: dict[int, Counter[str]] = {}
+    for stage in ("distill", "annotate"):
+        for attempt in read_jsonl(run_dir.stage_dir(stage) / "attempts.jsonl", AttemptRecord):
+            if attempt.split == split.name and not attempt.valid:
+                failures.setdefault(attempt.question_id, Counter())[_first_failure(attempt)] += 1
+    covered: Counter[str] = Counter()
+    causes: Counter[str] = Counter()
+    for example in split.examples:
+        source = source_of.get(example.question_id)
+        if source is not None:
+            covered[source] += 1
+        elif not split.has_database(example.db_id):
+            causes["no database"] += 1
+        elif example.question_id in quarantine:
+            causes[f"quarantined: {quarantine[example.question_id]}"] += 1
+        elif example.question_id in failures:
+            check = failures[example.question_id].most_common(1)[0][0]
+            causes[f"every sample invalid: {check}"] += 1
+        else:
+            causes["not attempted"] += 1
+    return CoverageTable(
+        split=split.name,
+        examples=len(split.examples),
+        covered={source: covered.get(source, 0) for source in SOURCES},
+        not_covered=dict(causes.most_common()),
+    )
