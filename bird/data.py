@@ -174,9 +174,29 @@ def _split_name(split_dir: Path) -> str:
     )
 
 
+DEMO_PREFIX = "demo:"
+
+
+def split_dir_path(value: Path | str) -> Path:
+    """A split folder from what a user wrote: `demo:train` and `demo:dev` name the project's
+    embedded demo dataset (built on first use, see `bird.demo`); anything else is a path."""
+    text = str(value)
+    if text.startswith(DEMO_PREFIX):
+        from bird.demo import materialize
+
+        name = text.removeprefix(DEMO_PREFIX)
+        if name not in ("train", "dev"):
+            raise BirdDataError(
+                f"{text!r}: the demo dataset has the splits demo:train and demo:dev"
+            )
+        return materialize() / name
+    return Path(value).expanduser()
+
+
 def load_split(split_dir: Path | str) -> BirdSplit:
-    """Read a split directory; raise BirdDataError naming the file and record on bad input."""
-    split_dir = Path(split_dir)
+    """Read a split directory (or `demo:train` / `demo:dev`); raise BirdDataError naming the
+    file and record on bad input."""
+    split_dir = split_dir_path(split_dir)
     if not split_dir.is_dir():
         raise BirdDataError(f"{split_dir}: not a directory; pass the folder holding <split>.json")
     name = _split_name(split_dir)

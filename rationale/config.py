@@ -13,12 +13,33 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+
+from bird.data import split_dir_path
 
 Config = TypeVar("Config", bound=BaseModel)
+
+
+def _absolute(value: Path) -> Path:
+    return value.expanduser().resolve()
+
+
+def _seed_file(value: object) -> object:
+    if str(value) == "demo:seeds":
+        from bird.demo import SEEDS_PATH
+
+        return SEEDS_PATH
+    return value
+
+
+# A split folder: a path, or `demo:train` / `demo:dev` (the embedded demo dataset, built on
+# first use); recorded resolved, as an absolute path.
+SplitDir = Annotated[Path, BeforeValidator(split_dir_path), AfterValidator(_absolute)]
+# A seed file: a path, or `demo:seeds` (the demo dataset's seed rationales).
+SeedFile = Annotated[Path, BeforeValidator(_seed_file), AfterValidator(_absolute)]
 
 
 class ConfigError(ValueError):

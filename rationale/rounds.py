@@ -34,13 +34,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from bird.console import ProgressCallback
 from bird.data import BirdExample, load_split
 from bird.executor import ExecutionPool
 from bird.gold_cache import GoldCache
-from rationale.config import StageConfig
+from rationale.config import SplitDir, StageConfig
 from rationale.judge import Judge, PromptedExample, Refusal
 from rationale.leakage import refuse_evaluation_split
 from rationale.llm import (
@@ -76,7 +76,7 @@ class RoundConfig(BackendConfig, RoundSampling, StageConfig):
         }
     )
 
-    data: Path = Field(description="Train split folder (holds train.json).")
+    data: SplitDir = Field(description="Train split folder (holds train.json).")
     accept: AcceptRule = Field(
         default="most_steps", description="Which valid sample to keep per example."
     )
@@ -110,11 +110,6 @@ class RoundConfig(BackendConfig, RoundSampling, StageConfig):
         default=False,
         description="Run on a dev or test split anyway (its results must never train a model).",
     )
-
-    @field_validator("data")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
 
 
 class PassTiming(BaseModel):

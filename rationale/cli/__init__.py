@@ -17,7 +17,9 @@ from rationale.cli import (
     generate,
     predict,
     report,
+    run,
     seed,
+    train,
     validate,
 )
 from rationale.cli.models import models_app
@@ -35,9 +37,16 @@ def main() -> None:
     """Rationale pipeline tools."""
 
 
+app.command("run")(run.command)
 app.command("audit")(audit.command)
 app.command("seed")(seed.command)
 app.command("distill")(distill.command)
+app.command(
+    "train",
+    help=train.HELP,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)(train.command)
 app.command("annotate")(annotate.command)
 app.command("export")(export.command)
 app.command("predict")(predict.command)

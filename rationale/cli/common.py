@@ -26,6 +26,7 @@ from rationale.plots import PlotsUnavailable
 from rationale.retrieval import LeakageError
 from rationale.run_dir import InUseError, RecordFileError, RunConfigError
 from rationale.stages.seed import SeedFileError
+from rationale.stages.train import TrainingUnavailable
 from rationale.stages.validate import InputError
 from rationale.task_prompt import PromptBudgetError, PromptSettingsError
 from rationale.templates import PromptTemplateError
@@ -50,6 +51,7 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
     ModelPreparationError,
     PlotsUnavailable,
     RunConfigError,
+    TrainingUnavailable,
 )
 
 Command = TypeVar("Command", bound=Callable[..., Any])

@@ -14,16 +14,15 @@ training datasets, unless `include_quarantined` says otherwise.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from bird.audit import AuditFinding, AuditReport, audit_split
 from bird.console import ProgressCallback, no_progress
 from bird.data import load_split
 from bird.files import write_text_atomic
-from rationale.config import StageConfig
+from rationale.config import SplitDir, StageConfig
 from rationale.run_dir import RunDir, read_jsonl, rewrite_jsonl
 
 NAME = "audit"
@@ -35,7 +34,7 @@ class AuditConfig(StageConfig):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers"})
 
-    data: Path = Field(description="The train split folder (holds train.json).")
+    data: SplitDir = Field(description="The train split folder (holds train.json).")
     db_ids: list[str] = Field(
         default_factory=list,
         description="Only these databases; repeat for several.",
@@ -48,11 +47,6 @@ class AuditConfig(StageConfig):
         "in reverse order, to find results that depend on chance.",
     )
     workers: int = Field(default=2, ge=1, description="Executor processes.")
-
-    @field_validator("data")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
 
 
 def quarantined(run_dir: RunDir) -> set[tuple[str, int]]:

@@ -22,7 +22,7 @@ from sqlglot.errors import SqlglotError
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
 from bird.schema import table_columns
-from rationale.config import StageConfig
+from rationale.config import SplitDir, StageConfig
 from rationale.decompose import (
     DIALECT,
     Decomposition,
@@ -276,7 +276,9 @@ class DecomposeConfig(StageConfig):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers"})
 
-    data: Path = Field(description="Split folder in the official layout (holding dev.json, ...).")
+    data: SplitDir = Field(
+        description="Split folder in the official layout (holding dev.json, ...)."
+    )
     output: Path | None = Field(
         default=None, description="JSONL file for the records (one per example)."
     )

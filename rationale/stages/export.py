@@ -38,7 +38,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdSplit, load_split
-from rationale.config import StageConfig
+from rationale.config import SplitDir, StageConfig
 from rationale.leakage import check_training_records, heldout_databases
 from rationale.llm.types import ChatMessage
 from rationale.records import AcceptedRationale, ExampleRationale, PoolEntry, RationaleSource
@@ -68,7 +68,7 @@ class ExportConfig(StageConfig):
         description="rationalizer (pool -> rationale), student-cot (question -> rationale + "
         "SQL) or student-nocot (question -> SQL)."
     )
-    data: Path | None = Field(
+    data: SplitDir | None = Field(
         default=None,
         description="The train split folder the run was built on (default: the one the "
         "run's seed or distill stage recorded).",
@@ -109,7 +109,7 @@ class ExportConfig(StageConfig):
         "databases are always refused).",
     )
 
-    @field_validator("data", "out")
+    @field_validator("out")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None

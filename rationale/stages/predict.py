@@ -47,7 +47,7 @@ from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult
 from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache
 from bird.predictions import OFFICIAL_SEPARATOR
-from rationale.config import StageConfig
+from rationale.config import SplitDir, StageConfig
 from rationale.format import ParseFailure, Rationale, extract_final_sql, parse_rationale
 from rationale.llm import GenerationRequest, GenerationResult, GenerationStats, iter_generate
 from rationale.llm.config import BackendConfig
@@ -81,7 +81,7 @@ class PredictConfig(BackendConfig, PromptOptions, StageConfig):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "batch"})
 
-    data: Path = Field(description="The split to answer (BIRD dev, mini-dev, ...).")
+    data: SplitDir = Field(description="The split to answer (BIRD dev, mini-dev, demo:dev, ...).")
     kind: StudentKind = Field(description="cot: the student writes steps; nocot: SQL only.")
     out: Path = Field(description="Folder for the predictions, official files and summary.")
     samples: int = Field(
@@ -104,7 +104,7 @@ class PredictConfig(BackendConfig, PromptOptions, StageConfig):
     workers: int = Field(default=2, ge=1, description="Processes executing candidates.")
     batch: int = Field(default=32, ge=1, description="Questions executed and written together.")
 
-    @field_validator("data", "out")
+    @field_validator("out")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()

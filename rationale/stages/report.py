@@ -32,7 +32,7 @@ from bird.evaluation import (
 from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache, default_gold_cache_dir
 from bird.predictions import read_prediction_file
-from rationale.config import StageConfig
+from rationale.config import SplitDir, StageConfig
 from rationale.plots import metric_by_difficulty, paired_outcomes
 from rationale.run_dir import file_sha256, now_iso
 from rationale.significance import PairedComparison, compare
@@ -45,7 +45,7 @@ class ReportConfig(StageConfig):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers"})
 
-    data: Path = Field(description="The split the predictions answer (BIRD dev, ...).")
+    data: SplitDir = Field(description="The split the predictions answer (BIRD dev, ...).")
     predictions: list[str] = Field(
         description="NAME=FILE (an official prediction file or JSON Lines); repeat per system.",
         json_schema_extra={"flag": "predictions"},

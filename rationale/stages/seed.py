@@ -19,11 +19,11 @@ import time
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
-from rationale.config import StageConfig
+from rationale.config import SeedFile, SplitDir, StageConfig
 from rationale.format import Rationale, RationaleStep
 from rationale.leakage import refuse_evaluation_split
 from rationale.records import PoolEntry
@@ -43,10 +43,11 @@ class SeedConfig(StageConfig):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "allow_eval_split"})
 
-    data: Path = Field(description="The train split folder (holds train.json).")
-    seeds: Path = Field(
+    data: SplitDir = Field(description="The train split folder (holds train.json).")
+    seeds: SeedFile = Field(
         default=DEFAULT_SEEDS,
-        description="Seed rationales (JSONL); default: the 43 shipped with the package.",
+        description="Seed rationales (JSONL); default: the 43 shipped with the package; "
+        "demo:seeds: those of the demo dataset.",
     )
     bootstrap: Bootstrap = Field(
         default="none",
@@ -63,11 +64,6 @@ class SeedConfig(StageConfig):
         default=False,
         description="Seed a dev or test split anyway (its pool must never train a model).",
     )
-
-    @field_validator("data", "seeds")
-    @classmethod
-    def _absolute(cls, value: Path) -> Path:
-        return value.expanduser().resolve()
 
 
 class SeedFileError(ValueError):

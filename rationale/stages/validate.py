@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import load_split
-from rationale.config import StageConfig
+from rationale.config import SplitDir, StageConfig
 from rationale.format import Rationale, RationaleStep
 from rationale.robust import RobustConfig
 from rationale.run_dir import rewrite_jsonl
@@ -89,7 +89,9 @@ class ValidateConfig(StageConfig):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"workers", "robust_cache"})
 
-    data: Path = Field(description="BIRD split folder holding <split>.json and <split>_databases/.")
+    data: SplitDir = Field(
+        description="BIRD split folder holding <split>.json and <split>_databases/."
+    )
     input: Path = Field(
         description='JSONL of rationales: question_id, db_id and either "text" (rendered '
         'rationale) or "steps" + "final_sql" (+ "final_explanation").'

@@ -1,0 +1,109 @@
+"""`rationale run`: the whole pipeline from one YAML file into one run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from pydantic import BaseModel
+from rich.table import Table
+
+from bird.audit import AuditReport
+from bird.console import PhaseProgress
+from bird.data import load_split
+from bird.evaluation import TOTAL
+from rationale.cli.annotate import coverage_table as coverage_rich_table
+from rationale.cli.common import console, reporting_errors
+from rationale.cli.report import report_tables
+from rationale.coverage import coverage_table
+from rationale.pipeline import StepOutcome, load_pipeline, run_pipeline
+from rationale.run_dir import RunDir
+from rationale.stages.annotate import AnnotateReport
+from rationale.stages.distill import DistillReport
+from rationale.stages.export import ExportReport
+from rationale.stages.predict import PredictReport
+from rationale.stages.report import Report
+from rationale.stages.seed import SeedReport
+from rationale.stages.train import TrainReport
+
+
+def summarize(_name: str, result: BaseModel) -> str:
+    """One line of what a step produced."""
+    if isinstance(result, AuditReport):
+        bad = sum(v for k, v in result.counts.items() if k != "no_database")
+        return f"{result.checked} gold queries checked, {bad} quarantined"
+    if isinstance(result, SeedReport):
+        return f"{result.valid}/{result.seeds} seeds valid, pool {result.pool_size}"
+    if isinstance(result, DistillReport | AnnotateReport):
+        accepted = sum(row.accepted for row in result.iterations)
+        return f"{accepted} accepted, coverage {result.coverage:.1f}% ({result.covered})"
+    if isinstance(result, ExportReport):
+        sources = ", ".join(f"{k} {v}" for k, v in result.by_source.items())
+        return (
+            f"train {result.counts['train']}, validation {result.counts['validation']} "
+            f"({sources}); {result.prompts_cut} prompts cut"
+        )
+    if isinstance(result, TrainReport):
+        loss = (
+            f"loss {result.train_loss_first:.3f} -> {result.train_loss_final:.3f}"
+            if result.train_loss_first is not None and result.train_loss_final is not None
+            else "loss not logged"
+        )
+        return f"{result.steps} steps, {loss}"
+    if isinstance(result, PredictReport):
+        return (
+            f"{result.questions} questions, EX greedy {result.greedy.metrics['ex'][TOTAL]:.2f}, "
+            f"voted {result.voted.metrics['ex'][TOTAL]:.2f}"
+        )
+    if isinstance(result, Report):
+        scores = ", ".join(f"{s.name} {s.summary.metrics['ex'][TOTAL]:.2f}" for s in result.systems)
+        return f"EX {scores} on {result.questions} questions"
+    return ""
+
+
+def steps_table(outcomes: list[StepOutcome]) -> Table:
+    table = Table(title="pipeline")
+    for column in ("step", "status", "seconds", "produced"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for outcome in outcomes:
+        table.add_row(outcome.name, outcome.status, f"{outcome.seconds:.0f}", outcome.summary)
+    return table
+
+
+@reporting_errors
+def command(
+    config: str = typer.Option(
+        ...,
+        "--config",
+        help="A pipeline file, or a shipped one by name: demo, bird-tiny, bird-full.",
+    ),
+    run: Path = typer.Option(..., "--run", help="Run directory (created if absent)."),
+    only: list[str] = typer.Option(
+        [], "--only", help="Only this step (or steps starting with it, e.g. predict); repeat."
+    ),
+    start: str | None = typer.Option(None, "--from", help="Run from this step on."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="SECTION.KEY=VALUE over the pipeline file (e.g. distill.limit=8)."
+    ),
+) -> None:
+    """Run the whole pipeline into one run directory, resumably.
+
+    audit, seed, distill, export and train the rationalizer, annotate, export and train the
+    CoT and no-CoT students, predict, report; each step with its section of the pipeline
+    file. Re-running skips finished steps whose section is unchanged, re-runs a changed one
+    and every step after it, and resumes an interrupted one. Ends with what each step
+    produced, coverage by source, the students' EX by difficulty and where the report is.
+    """
+    pipeline = load_pipeline(config, overrides)
+    run_dir = RunDir(run)
+    with PhaseProgress(console) as progress:
+        outcomes = run_pipeline(
+            pipeline, run_dir, only=only, start=start, progress=progress, summarize=summarize
+        )
+    console.print(steps_table(outcomes))
+    console.print(coverage_rich_table(coverage_table(run_dir, load_split(pipeline.train))))
+    report_json = run_dir.root / "report" / "report.json"
+    if report_json.exists():
+        for table in report_tables(Report.model_validate_json(report_json.read_text())):
+            console.print(table)
+        typer.echo(str(run_dir.root / "report" / "report.md"))

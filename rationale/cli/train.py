@@ -1,0 +1,44 @@
+"""`rationale train`: supervised fine-tuning as a recipe says (the `training` package)."""
+
+from __future__ import annotations
+
+import typer
+
+from rationale.cli.common import reporting_errors
+from rationale.llm.models import resolve_model
+from rationale.stages.train import TrainingUnavailable
+
+HELP = """Fine-tune a model on an exported dataset with TRL, as a YAML recipe says.
+
+rationale train --recipe RECIPE [--dataset DIR] [--output-dir DIR] [--max-steps N]
+[--any_recipe_key VALUE ...]. RECIPE is a file or a shipped recipe (rationalizer-tiny,
+student-cot-tiny, student-nocot-tiny, and GPU recipes: see training/README.md). Local model
+names such as smollm2-135m become their prepared folders. Re-running on the same output
+folder resumes from the last checkpoint. Under accelerate: accelerate launch -m
+training.sft --config RECIPE ...
+"""
+
+
+@reporting_errors
+def command(ctx: typer.Context) -> None:
+    try:
+        from training.sft import main
+    except ImportError as error:
+        raise TrainingUnavailable(
+            f"training needs the 'train' extra ({error.name} is missing): "
+            "pip install 'sql-rationale[train]'"
+        ) from None
+    code = main([_recipe_flag(arg) for arg in ctx.args], resolve_model=resolve_model)
+    if code:
+        raise typer.Exit(code)
+
+
+command.__doc__ = HELP
+
+
+def _recipe_flag(argument: str) -> str:
+    """`--output-dir` and `--max-steps` (this CLI's spelling) as the recipe keys they are."""
+    for dashed in ("--output-dir", "--max-steps"):
+        if argument == dashed or argument.startswith(f"{dashed}="):
+            return argument.replace(dashed, dashed.replace("-", "_").replace("__", "--"), 1)
+    return argument

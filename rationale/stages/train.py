@@ -1,0 +1,93 @@
+"""The train stage: supervised fine-tuning of a model on an exported dataset, as a recipe says.
+
+A thin bridge to the `training` package (which imports nothing of this one): the recipe is
+found by name or path, local model names (`smollm2-135m`) become their prepared folders,
+and the run resumes from its last checkpoint or returns at once when the output folder
+already holds the same finished run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from bird.console import ProgressCallback, no_progress
+from rationale.config import StageConfig
+from rationale.llm.models import resolve_model
+from rationale.run_dir import file_sha256
+
+NAME = "train"
+
+
+class TrainingUnavailable(RuntimeError):
+    """The training extra is not installed."""
+
+
+class TrainConfig(StageConfig):
+    """One fine-tuning run: a recipe, a dataset folder, an output folder, recipe overrides."""
+
+    recipe: str = Field(description="A recipe file or a shipped recipe name (rationalizer-tiny).")
+    dataset: Path = Field(description="Exported dataset folder (rationale export).")
+    output_dir: Path = Field(description="Folder for the model, its recipe and manifest.")
+    recipe_overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Recipe keys to override (max_steps, ...)."
+    )
+    recipe_sha256: str = Field(default="", description="Filled in: the recipe file's hash.")
+
+    @field_validator("dataset", "output_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+
+def _training() -> Any:
+    try:
+        from training import recipe, sft
+    except ImportError as error:
+        raise TrainingUnavailable(
+            f"training needs the 'train' extra ({error.name} is missing): "
+            "pip install 'sql-rationale[train]'"
+        ) from None
+    return recipe, sft
+
+
+def recipe_path(name_or_path: str) -> Path:
+    recipe, _ = _training()
+    return Path(recipe.find_recipe(name_or_path))
+
+
+def with_recipe_hash(config: TrainConfig) -> TrainConfig:
+    """The config with the recipe file's sha256 filled in: a changed recipe is a new run."""
+    return config.model_copy(update={"recipe_sha256": file_sha256(recipe_path(config.recipe))})
+
+
+class TrainReport(BaseModel):
+    output_dir: str
+    steps: int
+    train_loss_first: float | None
+    train_loss_final: float | None
+    eval_loss: float | None
+    wall_time_s: float
+
+
+def run(config: TrainConfig, *, progress: ProgressCallback = no_progress) -> TrainReport:
+    """Train (or resume, or find finished) the run `config` describes."""
+    _, sft = _training()
+    progress.log(f"training {config.recipe} on {config.dataset} -> {config.output_dir}")
+    manifest = sft.train(
+        str(recipe_path(config.recipe)),
+        resolve_model=resolve_model,
+        dataset=str(config.dataset),
+        output_dir=str(config.output_dir),
+        **config.recipe_overrides,
+    )
+    return TrainReport(
+        output_dir=manifest.output_dir,
+        steps=manifest.steps,
+        train_loss_first=manifest.train_loss_first,
+        train_loss_final=manifest.train_loss_final,
+        eval_loss=manifest.eval_loss,
+        wall_time_s=manifest.wall_time_s,
+    )
