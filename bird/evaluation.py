@@ -197,6 +197,7 @@ def _execute(
     limits: ExecutionLimits,
     pool: ExecutionPool | None,
     on_result: Callable[[int, ExecutionResult], None],
+    costs: Sequence[float] | None = None,
 ) -> list[ExecutionResult]:
     if pool is not None:
         return pool.execute_many(
@@ -207,6 +208,7 @@ def _execute(
             max_steps=limits.max_steps,
             text=limits.text,
             on_result=on_result,
+            costs=costs,
         )
     return execute_many(
         requests,
@@ -282,7 +284,8 @@ def _run_predictions(
     progress: PhaseProgress,
 ) -> dict[tuple[str, str], ExecutionResult]:
     """Run each distinct predicted (database, SQL) once; a prediction identical to the gold
-    query takes the gold result. With workers, the slowest (by gold time) go first."""
+    query takes the gold result. With workers, the slowest (by gold time) go first, and the
+    gold times weigh the batches, so each worker gets an equal share of the slow ones."""
     cost: dict[tuple[str, str], float] = {}
     for pairing in pairings:
         for paired in pairing.questions:
@@ -293,7 +296,10 @@ def _run_predictions(
                     cost[key] = max(cost.get(key, 0.0), estimate)
     keys = sorted(cost, key=cost.__getitem__, reverse=True) if pool is not None else list(cost)
     requests = [ExecutionRequest(db_path=db_path, sql=sql) for db_path, sql in keys]
-    results = _execute(requests, limits, pool, _phase(progress, "predicted queries", len(requests)))
+    # A floor on each estimate: a query that fails at once still costs a little.
+    costs = [max(cost[key], 1e-4) for key in keys]
+    progress_phase = _phase(progress, "predicted queries", len(requests))
+    results = _execute(requests, limits, pool, progress_phase, costs)
     return {**gold_by_key, **dict(zip(keys, results, strict=True))}
 
 

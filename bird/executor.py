@@ -404,11 +404,14 @@ class ExecutionPool:
         max_steps: int | None = None,
         text: TextDecoding = "strict",
         trusted: bool = False,
+        costs: Sequence[float] | None = None,
     ) -> list[ExecutionResult]:
         """As the module-level execute_many, in this pool's worker processes.
 
         `trusted` statements (gold queries from the dataset, never model output) also run
         in this process while the workers are still starting, instead of waiting for them.
+        `costs`: expected time of each request (e.g. its gold query's), so that the workers
+        get equal shares of work; send the requests slowest first.
         """
         _validate_limits(timeout, max_rows, max_bytes, max_steps)
         settings = _Settings(timeout, max_rows, max_bytes, max_steps, text)
@@ -419,6 +422,7 @@ class ExecutionPool:
             lost=_lost_result,
             on_result=on_result,
             local=self._run_locally if trusted else None,
+            weights=costs,
         )
 
     def close(self) -> None:

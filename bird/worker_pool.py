@@ -145,6 +145,7 @@ class _Run(Generic[Payload, Result]):
         lost: Callable[[int, str, bool, float], Result],
         on_result: Callable[[int, Result], None] | None,
         workers: int,
+        weights: Sequence[float] | None = None,
     ) -> None:
         self.pending: deque[int] = deque(range(len(payloads)))
         self.payloads = payloads
@@ -154,6 +155,8 @@ class _Run(Generic[Payload, Result]):
         self.lost = lost
         self.on_result = on_result
         self.workers = workers
+        self.weights = list(weights) if weights is not None else [1.0] * len(payloads)
+        self.pending_weight = sum(self.weights)
 
     def record(self, index: int, result: Result) -> None:
         if self.done[index]:
@@ -173,14 +176,29 @@ class _Run(Generic[Payload, Result]):
             worker.outstanding.remove(index)
             self.record(index, self.lost(index, reason, timed_out, time.monotonic() - started))
         self.pending.extendleft(reversed(worker.outstanding))
+        self.pending_weight += sum(self.weights[index] for index in worker.outstanding)
         worker.outstanding.clear()
 
     def feed(self, worker: _Worker) -> None:
-        """Keep about two batches with the worker: the one running and the next one."""
-        size = max(1, min(MAX_BATCH, len(self.pending) // (self.workers * BATCHES_PER_WORKER)))
-        while self.pending and len(worker.outstanding) < 2 * size:
-            count = min(size, len(self.pending))
-            batch = [(i, self.payloads[i]) for i in (self.pending.popleft() for _ in range(count))]
+        """Keep about two batches with the worker: the one running and the next one. A
+        batch holds at most a fraction of a worker's share of what is pending, by count and
+        by weight, so a few heavy payloads are spread over the workers, not sent together."""
+        share = self.workers * BATCHES_PER_WORKER
+        size = max(1, min(MAX_BATCH, len(self.pending) // share))
+        weight_share = self.pending_weight / share
+        queued = sum(self.weights[index] for index in worker.outstanding)
+        while (
+            self.pending
+            and len(worker.outstanding) < 2 * size
+            and (queued < 2 * weight_share or not worker.outstanding)
+        ):
+            batch, weight = [], 0.0
+            while self.pending and len(batch) < size and (not batch or weight < weight_share):
+                index = self.pending.popleft()
+                batch.append((index, self.payloads[index]))
+                weight += self.weights[index]
+            self.pending_weight -= weight
+            queued += weight
             worker.dispatch(batch)
 
 
@@ -229,6 +247,7 @@ class WorkerPool(Generic[Payload, Result]):
         lost: Callable[[int, str, bool, float], Result],
         on_result: Callable[[int, Result], None] | None = None,
         local: Callable[[Payload], Result] | None = None,
+        weights: Sequence[float] | None = None,
     ) -> list[Result]:
         """`[task(p) for p in payloads]`, computed in the workers, in payload order.
 
@@ -239,8 +258,11 @@ class WorkerPool(Generic[Payload, Result]):
         `local`: while no worker is ready yet (they take a moment to start), this process
         runs payloads itself with it instead of waiting. No watchdog covers those, so pass
         it only for payloads that cannot get stuck (trusted ones).
+
+        `weights`: expected cost of each payload (any unit), so that batches balance work,
+        not counts; payloads go out in the order given (put the heaviest first).
         """
-        run: _Run[Payload, Result] = _Run(payloads, lost, on_result, self.workers)
+        run: _Run[Payload, Result] = _Run(payloads, lost, on_result, self.workers, weights)
         try:
             while run.remaining:
                 while len(self._pool) < min(self.workers, run.remaining):
@@ -250,6 +272,7 @@ class WorkerPool(Generic[Payload, Result]):
                         run.feed(worker)
                 if local is not None and run.pending and not any(w.ready for w in self._pool):
                     index = run.pending.popleft()
+                    run.pending_weight -= run.weights[index]
                     run.record(index, local(payloads[index]))
                     self._step(run, time_limit, block=False)
                     continue

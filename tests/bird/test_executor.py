@@ -440,6 +440,19 @@ def test_worker_pool_answers_in_batches_and_keeps_its_workers() -> None:
         assert pool.messages < len(payloads) // 4  # both maps together: batched answers
 
 
+def test_weighted_batches_spread_the_heavy_payloads_over_the_workers() -> None:
+    """Sorted slowest first, the slow payloads all fit in one batch by count: weights keep
+    them from landing on one worker while the other runs the quick rest."""
+    heavy = "__import__('time').sleep(0.3) or __import__('os').getpid()"
+    payloads = [heavy] * 4 + ["__import__('os').getpid()"] * 400
+    weights = [1.0] * 4 + [0.001] * 400
+    pids = map_in_processes(eval, payloads, workers=2, time_limit=10.0, lost=_lost)
+    assert len(set(pids[:4])) == 1  # by count alone: one batch, one worker
+    with WorkerPool(eval, workers=2) as pool:
+        pids = pool.map(payloads, time_limit=10.0, lost=_lost, weights=weights)
+    assert len(set(pids[:4])) == 2
+
+
 def test_a_stuck_payload_costs_only_itself_not_its_batch() -> None:
     payloads = [f"{i}" for i in range(60)]
     payloads[5] = "__import__('time').sleep(60)"
