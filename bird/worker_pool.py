@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -222,6 +223,8 @@ class WorkerPool(Generic[Payload, Result]):
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["__main__", task.__module__])
         self._pool: list[_Worker] = []
+        self._starter: threading.Thread | None = None
+        self._spawned: list[_Worker] = []
         self._failed_starts = 0
         self.started = 0
         """Worker processes started so far (replacements included)."""
@@ -234,10 +237,28 @@ class WorkerPool(Generic[Payload, Result]):
         self.started += 1
 
     def start(self) -> None:
-        """Start every worker now, without waiting for them: a caller with other work to do
-        first (reading files) overlaps the workers' start-up with it."""
-        while len(self._pool) < self.workers:
-            self._start_worker()
+        """Start every worker in the background and return at once: a caller with other
+        work to do first (reading files, trusted payloads run `local`ly) overlaps the
+        workers' start-up with it. The first start of a forkserver imports the task's
+        module there, which takes a while; `map` waits for it only when it must."""
+        if self._starter is None and len(self._pool) < self.workers:
+            spawned: list[_Worker] = []
+
+            def spawn() -> None:
+                while len(self._pool) + len(spawned) < self.workers:
+                    spawned.append(_Worker(self._context, self.task))
+
+            self._spawned = spawned
+            self._starter = threading.Thread(target=spawn, name="worker-start", daemon=True)
+            self._starter.start()
+
+    def _join_starter(self) -> None:
+        """Take over the workers the background start made."""
+        if self._starter is not None:
+            self._starter.join()
+            self._pool.extend(self._spawned)
+            self.started += len(self._spawned)
+            self._starter, self._spawned = None, []
 
     def map(
         self,
@@ -264,6 +285,13 @@ class WorkerPool(Generic[Payload, Result]):
         """
         run: _Run[Payload, Result] = _Run(payloads, lost, on_result, self.workers, weights)
         try:
+            while local is not None and run.pending and self._starter is not None:
+                if not self._starter.is_alive():
+                    break
+                index = run.pending.popleft()  # workers still starting: run it here
+                run.pending_weight -= run.weights[index]
+                run.record(index, local(payloads[index]))
+            self._join_starter()
             while run.remaining:
                 while len(self._pool) < min(self.workers, run.remaining):
                     self._start_worker()
@@ -284,6 +312,7 @@ class WorkerPool(Generic[Payload, Result]):
 
     def close(self, *, wait: bool = True) -> None:
         """Stop the workers: let idle ones exit (wait=True) or kill them at once."""
+        self._join_starter()
         for worker in self._pool:
             if wait:
                 worker.stop()
