@@ -552,7 +552,8 @@ def pair_predictions(
             )
             problem = "db_mismatch"
         elif entry.not_sql is not None:
-            not_sql.append(f"{entry.location}: {entry.not_sql}")
+            where = entry.location.removeprefix(f"{predictions.path}: ")
+            not_sql.append(f"{where}: {entry.not_sql}")
             problem = "null_prediction"
         questions.append(
             PairedQuestion(
