@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from bird.console import exit_on_interrupt
+from bird.sandbox import PROGRESS_INTERVAL
+
+if TYPE_CHECKING:
+    from bird.data import BirdSplit
+    from bird.evaluation import EvaluationSummary
 
 app = typer.Typer(
     help="BIRD benchmark tools: schemas, sandboxed SQL execution, official-equivalent evaluation.",
@@ -49,22 +56,43 @@ def schema(
 @app.command()
 @exit_on_interrupt
 def evaluate(
-    data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/dev."),
-    predictions: Path = typer.Option(
+    data: Path = typer.Option(
         ...,
-        help="Prediction file: the official JSON object (position -> "
-        "'SQL\\t----- bird -----\\tdb_id') or JSON Lines of {question_id, sql}.",
+        help="Split folder as released (BIRD dev/, mini-dev MINIDEV/, Spider spider/), or "
+        "its questions file (dev.json, mini_dev_sqlite.json, ...).",
+    ),
+    predictions: list[Path] = typer.Option(
+        ...,
+        help="Prediction file; repeat for a sweep (gold runs once for all). The official "
+        "JSON object (position -> 'SQL\\t----- bird -----\\tdb_id'), JSON Lines of "
+        "{question_id, sql}, or for Spider one query per line.",
     ),
     timeout: float = typer.Option(30.0, min=0.001, help="Seconds allowed per query execution."),
+    max_steps: int | None = typer.Option(
+        None,
+        min=PROGRESS_INTERVAL,
+        help="Also stop a query after this many SQLite VM steps: a limit that, unlike "
+        "--timeout, gives the same scores on any machine (e.g. 100000000).",
+    ),
     workers: int = typer.Option(1, min=1, help="Executor processes."),
     output: Path | None = typer.Option(
-        None, help="Folder for summary.json and per_question.jsonl (not written when omitted)."
+        None,
+        help="Folder for summary.json and per_question.jsonl (several files: a subfolder "
+        "each). Default: <prediction file's folder>/<its name>_eval/.",
     ),
     allow_missing: bool = typer.Option(
         False,
         "--allow-missing",
         help="Score missing and db-mismatched predictions as wrong and ignore extra ones, "
         "instead of stopping with an error.",
+    ),
+    pair_by: str = typer.Option(
+        "auto",
+        help="Official files: how keys pair with questions: auto, position (the official "
+        "form), question_id, or order (file order, as the official scripts pair).",
+    ),
+    keep_distinct: bool = typer.Option(
+        False, "--keep-distinct", help="Spider: keep DISTINCT when comparing (official flag)."
     ),
     ves: bool = typer.Option(
         False, "--ves", help="Also compute R-VES (times every correct pair repeatedly: slow)."
@@ -81,42 +109,111 @@ def evaluate(
         False, "--no-disk-cache", help="Keep gold results in memory only for this run."
     ),
 ) -> None:
-    """Score predictions by execution: EX (official set equality), soft-F1, optional R-VES.
+    """Score predictions by execution: EX (official set equality), soft-F1, optional R-VES;
+    Spider's EX on a Spider split.
 
-    Prints counts and metrics by difficulty; pairs by position or question_id, never by order.
+    Prints counts and metrics by difficulty, the questions that hit a limit and the gold
+    ceiling, and writes summary.json and per_question.jsonl for each file.
     """
     from bird.console import table_console
     from bird.data import BirdDataError, load_split
-    from bird.evaluation import EvaluationOptions, evaluate, summary_table, write_report
+    from bird.evaluation import (
+        EvaluationOptions,
+        ceiling_line,
+        evaluate_many,
+        summary_table,
+        write_report,
+    )
     from bird.gold_cache import GoldCache, default_gold_cache_dir
     from bird.predictions import PredictionFileError
 
+    if pair_by not in PAIR_BY_CHOICES:
+        _fail(f"--pair-by {pair_by!r}: choose one of {', '.join(PAIR_BY_CHOICES)}")
+    folders = _report_folders(predictions, output)
+    try:
+        split = load_split(data)
+    except BirdDataError as error:
+        _fail(str(error))
+    if ves and split.benchmark == "spider":
+        _fail("--ves: R-VES is BIRD's metric; a Spider split is scored by EX only")
+    if keep_distinct and split.benchmark != "spider":
+        _fail("--keep-distinct applies to Spider splits (BIRD compares rows as they come)")
     options = EvaluationOptions(
         timeout=timeout,
+        max_steps=max_steps,
         workers=workers,
         allow_missing=allow_missing,
+        pair_by=pair_by,  # type: ignore[arg-type]  # checked against PAIR_BY_CHOICES above
+        keep_distinct=keep_distinct,
         ves=ves,
         ves_iterations=ves_iterations,
     )
     gold_cache = GoldCache(None if no_disk_cache else (cache_dir or default_gold_cache_dir()))
-    if output is not None and output.exists() and not output.is_dir():
-        typer.echo(f"error: --output {output} is a file; give a folder for the reports", err=True)
-        raise typer.Exit(2)
     try:
-        split = load_split(data)
-        report = evaluate(
+        reports = evaluate_many(
             split, predictions, options=options, gold_cache=gold_cache, show_progress=True
         )
     except (BirdDataError, PredictionFileError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
-    summary = report.summary
+        _fail(str(error))
+    console = table_console()
+    for note in split.notes:
+        typer.echo(f"note: {note}", err=True)
+    for report, folder in zip(reports, folders, strict=True):
+        summary = report.summary
+        for warning in summary.warnings[len(split.notes) :]:
+            typer.echo(f"warning: {warning}", err=True)
+        _warn_about_results(summary, split)
+        console.print(summary_table(summary))
+        for kind, ids in summary.limit_hits.items():
+            shown = ", ".join(map(str, ids[:20])) + (", ..." if len(ids) > 20 else "")
+            typer.echo(f"{len(ids)} predictions hit {kind}: question_id {shown}")
+        typer.echo(ceiling_line(summary))
+        summary_path, per_question_path = write_report(report, folder)
+        typer.echo(f"wrote {summary_path} and {per_question_path.name} beside it")
+
+
+PAIR_BY_CHOICES = ("auto", "position", "question_id", "order")
+
+
+def _fail(message: str) -> NoReturn:
+    """One line on stderr and exit code 2: what was given cannot be used."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _report_folders(predictions: list[Path], output: Path | None) -> list[Path]:
+    """Where each file's reports go: --output (a subfolder per file when there are several)
+    or, by default, `<name>_eval/` beside the prediction file. Checked before evaluating, so
+    a folder that cannot be written costs no evaluation."""
+    if output is not None and output.exists() and not output.is_dir():
+        _fail(f"--output {output} is a file; give a folder for the reports")
+    if output is None:
+        folders = [path.parent / f"{path.stem}_eval" for path in predictions]
+    elif len(predictions) == 1:
+        folders = [output]
+    else:
+        names: list[str] = []
+        for path in predictions:
+            name, number = path.stem, 2
+            while name in names:
+                name, number = f"{path.stem}_{number}", number + 1
+            names.append(name)
+        folders = [output / name for name in names]
+    for folder in folders:
+        existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            option = "--output" if output is not None else "the default report folder"
+            _fail(f"cannot write reports to {folder} ({option}); pass --output DIR")
+    return folders
+
+
+def _warn_about_results(summary: EvaluationSummary, split: BirdSplit) -> None:
     if summary.gold_failed_question_ids:
         shown = ", ".join(map(str, summary.gold_failed_question_ids[:20]))
         typer.echo(
             f"warning: {len(summary.gold_failed_question_ids)} gold queries failed "
             f"(question_id {shown}); they score 0 with error 'gold_failed'. Check the data "
-            f"or raise --timeout.",
+            f"or raise --timeout / --max-steps.",
             err=True,
         )
     if summary.errors.get("missing_database"):
@@ -131,10 +228,6 @@ def evaluate(
             f"no question (--allow-missing).",
             err=True,
         )
-    table_console().print(summary_table(summary))
-    if output is not None:
-        summary_path, per_question_path = write_report(report, output)
-        typer.echo(f"wrote {summary_path} and {per_question_path}")
 
 
 @app.command("exec")

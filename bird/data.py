@@ -1,12 +1,18 @@
-"""Load a BIRD split laid out as the official release unzips.
+"""Load a split laid out as the official release unzips: BIRD, mini-dev or Spider.
 
     <split_dir>/<name>.json                      questions (question_id, db_id, question, ...)
     <split_dir>/<name>_tables.json               Spider-style schemas (optional: train lacks it)
     <split_dir>/<name>_databases/<db>/<db>.sqlite
     <split_dir>/<name>_databases/<db>/database_description/*.csv
 
+mini-dev (mini_dev_sqlite.json beside dev_databases/) and Spider (dev.json, tables.json,
+database/<db>/<db>.sqlite) differ only in file names; `bird.layouts` knows them. A Spider
+question has no question_id: its position in the file is its id.
+
 Examples whose database is absent are kept and reported (`missing_databases`), never
-silently dropped: the train subset shipped here has 69 db_ids but one database.
+silently dropped: the train subset shipped here has 69 db_ids but one database. A
+question_id that appears twice (mini-dev's release has two) is kept twice and noted: the
+official scripts tell questions apart by position, and so does evaluation here.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bird.layouts import Benchmark, LayoutError, SplitLayout, default_databases_dirname, find_layout
 
 Difficulty = Literal["simple", "moderate", "challenging"]
 DIFFICULTIES: tuple[Difficulty, ...] = ("simple", "moderate", "challenging")
@@ -66,27 +74,49 @@ class BirdExample(BaseModel):
     evidence: str = ""
     sql: str = Field(alias="SQL")
     difficulty: Difficulty | None = None
+    position: int | None = None
+    """Index in the split's questions file (None for an example built by hand): what an
+    official prediction file's keys count, also in a subset of the split."""
 
 
 @dataclass
 class BirdSplit:
-    """A split's questions plus where its databases live."""
+    """A split's questions plus where its databases live.
+
+    Built by `load_split`; to keep part of a split, `dataclasses.replace(split,
+    examples=...)` keeps its layout (mini-dev and Spider name their folders differently).
+    `notes` are facts about the data worth telling the user (a duplicated question_id, the
+    mini-dev dialect scored).
+    """
 
     name: str
     root: Path
     examples: list[BirdExample]
+    databases_dirname: str | None = None
+    tables_filename: str | None = None
+    benchmark: Benchmark = "bird"
+    notes: list[str] = field(default_factory=list)
     _by_id: dict[int, BirdExample] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._by_id = {example.question_id: example for example in self.examples}
+        self._by_id = {}
+        for example in self.examples:
+            self._by_id.setdefault(example.question_id, example)
 
     @property
     def databases_dir(self) -> Path:
-        return self.root / f"{self.name}_databases"
+        return self.root / (self.databases_dirname or default_databases_dirname(self.name))
 
     @property
     def tables_path(self) -> Path:
-        return self.root / f"{self.name}_tables.json"
+        return self.root / (self.tables_filename or f"{self.name}_tables.json")
+
+    def duplicate_question_ids(self) -> dict[int, list[int]]:
+        """question_id -> indices in `examples`, for ids held by more than one question."""
+        indices: dict[int, list[int]] = {}
+        for index, example in enumerate(self.examples):
+            indices.setdefault(example.question_id, []).append(index)
+        return {qid: found for qid, found in indices.items() if len(found) > 1}
 
     def database_path(self, db_id: str) -> Path:
         return self.databases_dir / db_id / f"{db_id}.sqlite"
@@ -136,6 +166,7 @@ class BirdSplit:
         return chosen[:limit] if limit is not None else chosen
 
     def example(self, question_id: int) -> BirdExample:
+        """The question with this id (the first, where an id appears twice)."""
         try:
             return self._by_id[question_id]
         except KeyError:
@@ -146,32 +177,6 @@ class BirdSplit:
     @property
     def has_difficulty(self) -> bool:
         return any(example.difficulty is not None for example in self.examples)
-
-
-def _split_name(split_dir: Path) -> str:
-    """The split's name: `<name>.json` beside `<name>_databases` or `<name>_tables.json`."""
-    candidates = [
-        path.stem
-        for path in sorted(split_dir.glob("*.json"))
-        if not path.stem.endswith("_tables")
-        and (
-            (split_dir / f"{path.stem}_databases").is_dir()
-            or (split_dir / f"{path.stem}_tables.json").is_file()
-        )
-    ]
-    if split_dir.name in candidates:
-        return split_dir.name
-    if len(candidates) == 1:
-        return candidates[0]
-    if not candidates:
-        raise BirdDataError(
-            f"{split_dir}: no BIRD split found; expected <name>.json next to "
-            f"<name>_databases/ (for example dev.json and dev_databases/)"
-        )
-    raise BirdDataError(
-        f"{split_dir}: several splits found ({', '.join(candidates)}); "
-        f"point --data at a folder that holds one"
-    )
 
 
 DEMO_PREFIX = "demo:"
@@ -193,37 +198,63 @@ def split_dir_path(value: Path | str) -> Path:
     return Path(value).expanduser()
 
 
-def load_split(split_dir: Path | str) -> BirdSplit:
-    """Read a split directory (or `demo:train` / `demo:dev`); raise BirdDataError naming the
-    file and record on bad input."""
-    split_dir = split_dir_path(split_dir)
-    if not split_dir.is_dir():
-        raise BirdDataError(f"{split_dir}: not a directory; pass the folder holding <split>.json")
-    name = _split_name(split_dir)
-    questions_path = split_dir / f"{name}.json"
+def _read_questions(layout: SplitLayout) -> list[object]:
+    questions_path = layout.questions_path
     try:
         raw = json.loads(questions_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise BirdDataError(
             f"{questions_path}:{error.lineno}: not valid JSON ({error.msg})"
         ) from error
+    except UnicodeDecodeError as error:
+        raise BirdDataError(f"{questions_path}: not UTF-8 text ({error.reason})") from error
     if not isinstance(raw, list):
         raise BirdDataError(f"{questions_path}: expected a JSON list of questions")
+    return raw
+
+
+def _spider_record(record: object, position: int) -> object:
+    """A Spider question as a BIRD record: its position is its id, `query` its SQL."""
+    if not isinstance(record, dict):
+        return record
+    return {**record, "question_id": position, "SQL": record.get("query", record.get("SQL"))}
+
+
+def load_split(split_dir: Path | str) -> BirdSplit:
+    """Read a split (its folder, its questions file, or demo:train / demo:dev); raise
+    BirdDataError naming the file and record on bad input."""
+    try:
+        layout = find_layout(split_dir_path(split_dir))
+    except LayoutError as error:
+        raise BirdDataError(str(error)) from error
+    questions_path = layout.questions_path
     examples: list[BirdExample] = []
-    seen: dict[int, int] = {}
-    for position, record in enumerate(raw):
+    first_position: dict[int, int] = {}
+    notes = list(layout.notes)
+    for position, record in enumerate(_read_questions(layout)):
+        if layout.benchmark == "spider":
+            record = _spider_record(record, position)
         try:
-            example = BirdExample.model_validate(record)
+            example = BirdExample.model_validate(record).model_copy(update={"position": position})
         except ValidationError as error:
             raise BirdDataError(
                 f"{questions_path}: record {position} is not a BIRD question: "
                 f"{error.errors()[0]['loc']} {error.errors()[0]['msg']}"
             ) from error
-        if example.question_id in seen:
-            raise BirdDataError(
+        if example.question_id in first_position:
+            notes.append(
                 f"{questions_path}: question_id {example.question_id} appears at records "
-                f"{seen[example.question_id]} and {position}"
+                f"{first_position[example.question_id]} and {position}; both are kept and "
+                f"told apart by position, as the official scripts do"
             )
-        seen[example.question_id] = position
+        first_position.setdefault(example.question_id, position)
         examples.append(example)
-    return BirdSplit(name=name, root=split_dir, examples=examples)
+    return BirdSplit(
+        name=layout.name,
+        root=layout.root,
+        examples=examples,
+        databases_dirname=layout.databases_dirname,
+        tables_filename=layout.tables_filename,
+        benchmark=layout.benchmark,
+        notes=notes,
+    )

@@ -15,17 +15,29 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from itertools import chain
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel
 
-from bird.sandbox import DatabaseUnavailable, ReadOnlyDatabase, open_read_only
+from bird.sandbox import PROGRESS_INTERVAL, DatabaseUnavailable, ReadOnlyDatabase, open_read_only
 from bird.worker_pool import WorkerPool
 
 ErrorKind = Literal[
-    "syntax", "denied", "timeout", "too_large", "memory", "runtime", "missing_database"
+    "syntax",
+    "denied",
+    "timeout",
+    "step_limit",
+    "too_large",
+    "memory",
+    "runtime",
+    "missing_database",
 ]
+TextDecoding = Literal["strict", "ignore"]
+"""How TEXT values that are not valid UTF-8 are read: "strict" fails the query (Python's
+sqlite3 default, what the BIRD scripts get), "ignore" drops the bad bytes (Spider's
+test-suite evaluation reads text that way)."""
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_ROWS = 1_000_000
@@ -64,6 +76,9 @@ class ExecutionResult(BaseModel):
     timed_out: bool = False
     truncated: bool = False
     elapsed: float = 0.0
+    steps: int | None = None
+    """SQLite VM instructions run, in whole blocks of `bird.sandbox.PROGRESS_INTERVAL`:
+    unlike `elapsed`, the same on every machine (for one SQLite version)."""
 
     @property
     def ok(self) -> bool:
@@ -99,11 +114,22 @@ def _result(started: float, **fields: Any) -> ExecutionResult:
     return ExecutionResult.model_construct(elapsed=time.monotonic() - started, **fields)
 
 
-def _validate_limits(timeout: float, max_rows: int, max_bytes: int) -> None:
+def _validate_limits(
+    timeout: float, max_rows: int, max_bytes: int, max_steps: int | None = None
+) -> None:
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, got {timeout}")
     if max_rows < 1 or max_bytes < 1:
         raise ValueError(f"max_rows and max_bytes must be at least 1, got {max_rows}, {max_bytes}")
+    if max_steps is not None and max_steps < PROGRESS_INTERVAL:
+        raise ValueError(f"max_steps must be at least {PROGRESS_INTERVAL}, got {max_steps}")
+
+
+def _lenient_text(value: bytes) -> str:
+    return value.decode("utf-8", errors="ignore")
+
+
+_TEXT_FACTORIES: dict[TextDecoding, Any] = {"strict": str, "ignore": _lenient_text}
 
 
 def execute_sql(
@@ -113,19 +139,30 @@ def execute_sql(
     timeout: float = DEFAULT_TIMEOUT,
     max_rows: int = DEFAULT_MAX_ROWS,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    max_steps: int | None = None,
+    text: TextDecoding = "strict",
 ) -> ExecutionResult:
     """Run one read-only statement on a fresh sandboxed connection and close it.
 
     The first call in a process also caps SQLite's heap process-wide (see bird.sandbox).
     """
-    _validate_limits(timeout, max_rows, max_bytes)
+    _validate_limits(timeout, max_rows, max_bytes, max_steps)
     started = time.monotonic()
     try:
         database = open_read_only(db_path)
     except DatabaseUnavailable as error:
         return _result(started, error_kind="missing_database", error=str(error))
     try:
-        return run_statement(database, sql, timeout, max_rows, max_bytes, started=started)
+        return run_statement(
+            database,
+            sql,
+            timeout,
+            max_rows,
+            max_bytes,
+            started=started,
+            max_steps=max_steps,
+            text=text,
+        )
     finally:
         database.close()
 
@@ -138,12 +175,16 @@ def run_statement(
     max_bytes: int,
     *,
     started: float | None = None,
+    max_steps: int | None = None,
+    text: TextDecoding = "strict",
 ) -> ExecutionResult:
-    """Run `sql` on an open sandboxed database; the deadline counts from `started`."""
+    """Run `sql` on an open sandboxed database; the deadline counts from `started`, the VM
+    steps (`max_steps`, None for no limit) from the statement's start."""
     started = time.monotonic() if started is None else started
     guard = database.guard
     deadline = started + timeout
-    guard.arm(deadline)
+    guard.arm(deadline, max_steps)
+    database.connection.text_factory = _TEXT_FACTORIES[text]
     cursor = database.connection.cursor()
     try:
         cursor.execute(sql)
@@ -153,8 +194,9 @@ def run_statement(
         rows: list[tuple[Any, ...]] = []
         size = 0
         while batch := cursor.fetchmany(FETCH_BATCH_ROWS):
-            sizes = list(map(_approximate_size, batch))
-            if len(rows) + len(batch) > max_rows or size + sum(sizes) > max_bytes:
+            batch_size = _batch_size(batch)
+            if len(rows) + len(batch) > max_rows or size + batch_size > max_bytes:
+                sizes = list(map(_approximate_size, batch))
                 rows += batch[: _rows_that_fit(sizes, max_rows - len(rows), max_bytes - size)]
                 limit = f"{max_rows} rows" if len(rows) == max_rows else f"{max_bytes} bytes"
                 return _result(
@@ -164,22 +206,27 @@ def run_statement(
                     error_kind="too_large",
                     error=f"result exceeds the cap of {limit}; rows were truncated",
                     truncated=True,
+                    steps=guard.steps,
                 )
             rows += batch
-            size += sum(sizes)
+            size += batch_size
             if time.monotonic() > deadline:
-                return _timeout_result(started, timeout)
-        return _result(started, columns=columns, rows=rows)
+                return _timeout_result(started, timeout, guard.steps)
+        return _result(started, columns=columns, rows=rows, steps=guard.steps)
     except Exception as error:  # every failure is reported as data, classified below
         code = getattr(error, "sqlite_errorcode", None)
-        if guard.interrupted or (code == sqlite3.SQLITE_INTERRUPT and not guard.timed_out):
+        stopped_by_limit = guard.timed_out or guard.steps_exceeded
+        if guard.interrupted or (code == sqlite3.SQLITE_INTERRUPT and not stopped_by_limit):
             # Ctrl-C while SQLite ran (see QueryGuard.check_deadline): the user stopped the
             # command; this is not the query's failure
             raise KeyboardInterrupt from None
+        if guard.steps_exceeded:
+            message = f"query stopped after {guard.steps:,} SQLite VM steps (limit {max_steps:,})"
+            return _result(started, error_kind="step_limit", error=message, steps=guard.steps)
         if guard.timed_out:
-            return _timeout_result(started, timeout)
+            return _timeout_result(started, timeout, guard.steps)
         kind, message = _classify(error, guard.refusal, guard.started)
-        return _result(started, error_kind=kind, error=message)
+        return _result(started, error_kind=kind, error=message, steps=guard.steps)
     finally:
         guard.disarm()
         cursor.close()
@@ -193,9 +240,9 @@ def _no_result_set(started: float, compiled: bool) -> ExecutionResult:
     return _result(started, error_kind="denied", error=message)
 
 
-def _timeout_result(started: float, timeout: float) -> ExecutionResult:
+def _timeout_result(started: float, timeout: float, steps: int) -> ExecutionResult:
     message = f"query interrupted after the time limit of {timeout:g} s"
-    return _result(started, error_kind="timeout", error=message, timed_out=True)
+    return _result(started, error_kind="timeout", error=message, timed_out=True, steps=steps)
 
 
 def _rows_that_fit(sizes: list[int], row_room: int, byte_room: int) -> int:
@@ -212,6 +259,11 @@ def _rows_that_fit(sizes: list[int], row_room: int, byte_room: int) -> int:
 def _approximate_size(row: tuple[Any, ...]) -> int:
     """Bytes of Python memory a fetched row holds (tuple plus its values)."""
     return sys.getsizeof(row) + sum(map(sys.getsizeof, row))
+
+
+def _batch_size(batch: list[tuple[Any, ...]]) -> int:
+    """The sum of `_approximate_size` over a batch, without a Python call per row."""
+    return sum(map(sys.getsizeof, batch)) + sum(map(sys.getsizeof, chain.from_iterable(batch)))
 
 
 def _classify(error: Exception, refusal: str | None, started: bool) -> tuple[ErrorKind, str]:
@@ -243,9 +295,14 @@ class DatabaseCache:
     def __init__(self, capacity: int = CACHED_CONNECTIONS) -> None:
         self.capacity = capacity
         self._open: OrderedDict[Path, ReadOnlyDatabase] = OrderedDict()
+        # Resolving a path costs a system call per component: done once per spelling.
+        self._resolved: dict[str, Path] = {}
 
-    def get(self, path: Path) -> ReadOnlyDatabase:
-        key = Path(path).resolve()
+    def get(self, path: Path | str) -> ReadOnlyDatabase:
+        given = str(path)
+        key = self._resolved.get(given)
+        if key is None:
+            key = self._resolved[given] = Path(path).resolve()
         database = self._open.get(key)
         if database is None:
             database = open_read_only(path)
@@ -260,32 +317,45 @@ class DatabaseCache:
             self._open.popitem()[1].close()
 
 
+class _Settings(NamedTuple):
+    """The limits and reading options every statement of one batch runs under."""
+
+    timeout: float
+    max_rows: int
+    max_bytes: int
+    max_steps: int | None
+    text: TextDecoding
+
+
 _WORKER_DATABASES = DatabaseCache()
 """Per-process cache used by execute_many's worker processes."""
 
 
 def _execute_cached(
-    request: ExecutionRequest,
-    *,
-    cache: DatabaseCache,
-    timeout: float,
-    max_rows: int,
-    max_bytes: int,
+    db_path: Path | str, sql: str, settings: _Settings, cache: DatabaseCache
 ) -> ExecutionResult:
     started = time.monotonic()
     try:
-        database = cache.get(request.db_path)
+        database = cache.get(db_path)
     except DatabaseUnavailable as error:
         return _result(started, error_kind="missing_database", error=str(error))
-    return run_statement(database, request.sql, timeout, max_rows, max_bytes, started=started)
-
-
-def _execute_in_worker(job: tuple[ExecutionRequest, float, int, int]) -> ExecutionResult:
-    """Worker-process side of ExecutionPool: (request, timeout, max_rows, max_bytes)."""
-    request, timeout, max_rows, max_bytes = job
-    return _execute_cached(
-        request, cache=_WORKER_DATABASES, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes
+    return run_statement(
+        database,
+        sql,
+        settings.timeout,
+        settings.max_rows,
+        settings.max_bytes,
+        started=started,
+        max_steps=settings.max_steps,
+        text=settings.text,
     )
+
+
+def _execute_in_worker(job: tuple[str, str, _Settings]) -> ExecutionResult:
+    """Worker-process side of ExecutionPool. Jobs are plain tuples: pickling a pydantic
+    request costs more than running a small query."""
+    db_path, sql, settings = job
+    return _execute_cached(db_path, sql, settings, _WORKER_DATABASES)
 
 
 def _lost_result(_index: int, reason: str, timed_out: bool, elapsed: float) -> ExecutionResult:
@@ -298,8 +368,8 @@ def _lost_result(_index: int, reason: str, timed_out: bool, elapsed: float) -> E
 class ExecutionPool:
     """Worker processes that run statements, kept across `execute_many` calls.
 
-    Starting workers costs ~0.2 s; callers that run many small batches (validating one
-    rationale's steps at a time) keep one pool open instead of paying that per batch:
+    Callers that run several batches (gold queries, then predictions; validating one
+    rationale's steps at a time) keep one pool open instead of starting workers per batch:
 
         with ExecutionPool(workers=4) as pool:
             for batch in batches:
@@ -310,8 +380,18 @@ class ExecutionPool:
     """
 
     def __init__(self, workers: int) -> None:
-        self._pool: WorkerPool[tuple[ExecutionRequest, float, int, int], ExecutionResult]
+        self.workers = workers
+        self._pool: WorkerPool[tuple[str, str, _Settings], ExecutionResult]
         self._pool = WorkerPool(_execute_in_worker, workers=workers)
+        self._local_databases = DatabaseCache()
+
+    def _run_locally(self, job: tuple[str, str, _Settings]) -> ExecutionResult:
+        db_path, sql, settings = job
+        return _execute_cached(db_path, sql, settings, self._local_databases)
+
+    def start(self) -> None:
+        """Start the workers now (they start on first use otherwise), without waiting."""
+        self._pool.start()
 
     def execute_many(
         self,
@@ -321,16 +401,33 @@ class ExecutionPool:
         max_rows: int = DEFAULT_MAX_ROWS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         on_result: Callable[[int, ExecutionResult], None] | None = None,
+        max_steps: int | None = None,
+        text: TextDecoding = "strict",
+        trusted: bool = False,
+        costs: Sequence[float] | None = None,
     ) -> list[ExecutionResult]:
-        """As the module-level execute_many, in this pool's worker processes."""
-        _validate_limits(timeout, max_rows, max_bytes)
-        jobs = [(request, timeout, max_rows, max_bytes) for request in requests]
+        """As the module-level execute_many, in this pool's worker processes.
+
+        `trusted` statements (gold queries from the dataset, never model output) also run
+        in this process while the workers are still starting, instead of waiting for them.
+        `costs`: expected time of each request (e.g. its gold query's), so that the workers
+        get equal shares of work; send the requests slowest first.
+        """
+        _validate_limits(timeout, max_rows, max_bytes, max_steps)
+        settings = _Settings(timeout, max_rows, max_bytes, max_steps, text)
+        jobs = [(str(request.db_path), request.sql, settings) for request in requests]
         return self._pool.map(
-            jobs, time_limit=timeout + WATCHDOG_GRACE, lost=_lost_result, on_result=on_result
+            jobs,
+            time_limit=timeout + WATCHDOG_GRACE,
+            lost=_lost_result,
+            on_result=on_result,
+            local=self._run_locally if trusted else None,
+            weights=costs,
         )
 
     def close(self) -> None:
         self._pool.close()
+        self._local_databases.close()
 
     def __enter__(self) -> ExecutionPool:
         return self
@@ -347,6 +444,8 @@ def execute_many(
     max_rows: int = DEFAULT_MAX_ROWS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     on_result: Callable[[int, ExecutionResult], None] | None = None,
+    max_steps: int | None = None,
+    text: TextDecoding = "strict",
 ) -> list[ExecutionResult]:
     """Run many statements; results in request order, `on_result(index, result)` as each ends.
 
@@ -354,19 +453,20 @@ def execute_many(
     official evaluation, which connects once per query). workers=1 runs here, in this
     process; workers>1 uses worker processes with a watchdog (see bird.worker_pool), so a
     stuck or crashed worker costs only its own request (error_kind "timeout" / "runtime").
+    `max_steps` stops a statement after that many SQLite VM steps (error_kind "step_limit"),
+    a limit that, unlike `timeout`, does not depend on the machine.
     Scripts using workers>1 need an `if __name__ == "__main__":` guard (forkserver).
     """
-    _validate_limits(timeout, max_rows, max_bytes)
+    _validate_limits(timeout, max_rows, max_bytes, max_steps)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if workers == 1:
+        settings = _Settings(timeout, max_rows, max_bytes, max_steps, text)
         cache = DatabaseCache()
         try:
             results = []
             for index, request in enumerate(requests):
-                result = _execute_cached(
-                    request, cache=cache, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes
-                )
+                result = _execute_cached(request.db_path, request.sql, settings, cache)
                 results.append(result)
                 if on_result is not None:
                     on_result(index, result)
@@ -375,5 +475,11 @@ def execute_many(
             cache.close()
     with ExecutionPool(workers) as pool:
         return pool.execute_many(
-            requests, timeout=timeout, max_rows=max_rows, max_bytes=max_bytes, on_result=on_result
+            requests,
+            timeout=timeout,
+            max_rows=max_rows,
+            max_bytes=max_bytes,
+            on_result=on_result,
+            max_steps=max_steps,
+            text=text,
         )

@@ -25,8 +25,10 @@ from pydantic import BaseModel, ConfigDict
 from bird.executor import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_ROWS,
+    ExecutionPool,
     ExecutionRequest,
     ExecutionResult,
+    TextDecoding,
     execute_many,
 )
 from bird.files import cache_root, write_text_atomic
@@ -68,6 +70,18 @@ class ExecutionLimits(BaseModel):
     timeout: float = 30.0
     max_rows: int = DEFAULT_MAX_ROWS
     max_bytes: int = DEFAULT_MAX_BYTES
+    max_steps: int | None = None
+    text: TextDecoding = "strict"
+
+    def key_material(self) -> dict[str, Any]:
+        """The fields as the cache key holds them: a field at its neutral value (no step
+        limit, strict text) is left out, so keys written before it existed stay valid."""
+        material = self.model_dump(mode="json")
+        if self.max_steps is None:
+            del material["max_steps"]
+        if self.text == "strict":
+            del material["text"]
+        return material
 
 
 class GoldCacheStats(BaseModel):
@@ -134,7 +148,7 @@ class GoldCache:
         """Cache key; the database file must exist (its content is hashed) unless its
         `digest` is given."""
         material = json.dumps(
-            [digest or database_digest(db_path), sql, limits.model_dump(mode="json")],
+            [digest or database_digest(db_path), sql, limits.key_material()],
             sort_keys=True,
         )
         return hashlib.sha256(material.encode("utf-8")).hexdigest()
@@ -173,11 +187,14 @@ class GoldCache:
         limits: ExecutionLimits,
         workers: int = 1,
         on_result: Callable[[int, ExecutionResult], None] | None = None,
+        pool: ExecutionPool | None = None,
     ) -> list[ExecutionResult]:
         """Gold results for `requests`, in order, executing only what no layer holds.
 
-        Requests with the same key in one call run once. `on_result(index, result)` is
-        called once per request, for cached ones straight away.
+        Requests with the same key in one call run once, in `pool` when given (else in
+        `workers` processes); gold SQL is trusted, so it also runs here while the pool's
+        workers start. `on_result(index, result)` is called once per request, for
+        cached ones straight away.
         """
         answers: list[ExecutionResult | None] = [None] * len(requests)
         digests = {path: database_digest(path) for path in {r.db_path for r in requests}}
@@ -214,13 +231,18 @@ class GoldCache:
         if pending:
             first_request = [requests[indices[0]] for _, indices in pending]
             self.executions += len(first_request)
-            executed = execute_many(
-                first_request,
-                timeout=limits.timeout,
-                workers=workers,
-                max_rows=limits.max_rows,
-                max_bytes=limits.max_bytes,
-                on_result=deliver,
+            settings = {
+                "timeout": limits.timeout,
+                "max_rows": limits.max_rows,
+                "max_bytes": limits.max_bytes,
+                "max_steps": limits.max_steps,
+                "text": limits.text,
+                "on_result": deliver,
+            }
+            executed = (
+                pool.execute_many(first_request, trusted=True, **settings)
+                if pool is not None
+                else execute_many(first_request, workers=workers, **settings)
             )
             for position, result in enumerate(executed):
                 key, indices = pending[position]

@@ -11,9 +11,11 @@ Layers, each enough on its own to keep the database file unchanged:
    extension loading is disabled as well.
 
 Resources: a wall-clock deadline checked by a progress handler *inside* SQLite (every
-``PROGRESS_INTERVAL`` virtual-machine instructions), a process-wide cap on SQLite's own heap
-(``PRAGMA hard_heap_limit``) and per-connection limits on value length, SQL length and
-expression depth.
+``PROGRESS_INTERVAL`` virtual-machine instructions), optionally a limit on those instructions
+(the same handler counts them: unlike a wall clock, the count does not depend on the machine
+or its load, only on the query, the data and the SQLite version), a process-wide cap on
+SQLite's own heap (``PRAGMA hard_heap_limit``) and per-connection limits on value length, SQL
+length and expression depth.
 
 Known limit of in-process execution: the deadline is checked between VM instructions, so a
 single call of a string function over two huge operands (``instr``, ``replace``, ``trim``,
@@ -46,7 +48,8 @@ MAX_VDBE_OPS = 1_000_000
 """Most VM instructions in one compiled statement (SQLITE_LIMIT_VDBE_OP)."""
 
 PROGRESS_INTERVAL = 1000
-"""VM instructions between deadline checks: well under a millisecond, negligible overhead."""
+"""VM instructions between deadline checks: well under a millisecond, negligible overhead.
+Also the unit in which VM steps are counted (`QueryGuard.steps`)."""
 
 _CONNECTION_LIMITS = {
     sqlite3.SQLITE_LIMIT_LENGTH: MAX_VALUE_BYTES,
@@ -94,18 +97,31 @@ class QueryGuard:
     """Per-connection callbacks and what they observed during the current statement."""
 
     deadline: float = math.inf
+    max_blocks: float = math.inf
+    blocks: int = 0
     timed_out: bool = False
+    steps_exceeded: bool = False
     interrupted: bool = False
     started: bool = False
     refusal: str | None = None
 
-    def arm(self, deadline: float) -> None:
-        """Reset the observations and set the deadline (time.monotonic()) for a statement."""
+    def arm(self, deadline: float, max_steps: int | None = None) -> None:
+        """Reset the observations and set the deadline (time.monotonic()) and the VM step
+        limit (None: none) for a statement."""
         self.deadline = deadline
+        self.max_blocks = math.inf if max_steps is None else max_steps // PROGRESS_INTERVAL
+        self.blocks = 0
         self.timed_out = False
+        self.steps_exceeded = False
         self.interrupted = False
         self.started = False
         self.refusal = None
+
+    @property
+    def steps(self) -> int:
+        """VM instructions the statement ran, counted in whole `PROGRESS_INTERVAL` blocks:
+        the same number on every machine for the same query, data and SQLite version."""
+        return self.blocks * PROGRESS_INTERVAL
 
     def disarm(self) -> None:
         self.deadline = math.inf
@@ -136,6 +152,10 @@ class QueryGuard:
         sqlite3 would swallow it and report the query as failed: it is noted instead, so the
         caller raises it again once the statement has stopped."""
         try:
+            self.blocks += 1
+            if self.blocks > self.max_blocks:
+                self.steps_exceeded = True
+                return 1
             if time.monotonic() > self.deadline:
                 self.timed_out = True
                 return 1

@@ -82,11 +82,65 @@ def test_record_without_sql_names_the_record(tmp_path: Path) -> None:
         load_split(folder)
 
 
-def test_duplicate_question_ids_are_refused(tmp_path: Path) -> None:
+def test_duplicate_question_ids_are_kept_by_position_and_noted(tmp_path: Path) -> None:
+    """mini-dev's release holds two question_ids twice: refusing it made mini-dev unusable."""
     record = {"question_id": 7, "db_id": "a", "question": "q", "SQL": "SELECT 1"}
-    folder = _write_split(tmp_path / "dev", json.dumps([record, record]))
-    with pytest.raises(BirdDataError, match="question_id 7 appears at records 0 and 1"):
-        load_split(folder)
+    other = {**record, "question": "another", "SQL": "SELECT 2"}
+    folder = _write_split(tmp_path / "dev", json.dumps([record, other]))
+    split = load_split(folder)
+    assert [(e.question_id, e.position, e.sql) for e in split.examples] == [
+        (7, 0, "SELECT 1"),
+        (7, 1, "SELECT 2"),
+    ]
+    assert split.duplicate_question_ids() == {7: [0, 1]}
+    assert any("question_id 7 appears at records 0 and 1" in note for note in split.notes)
+
+
+def test_mini_dev_release_layout(mini_dev_dir: Path) -> None:
+    split = load_split(mini_dev_dir)
+    assert split.name == "mini_dev_sqlite" and split.benchmark == "bird"
+    assert len(split.examples) == 40 and split.missing_databases() == {}
+    assert split.databases_dir == mini_dev_dir / "dev_databases"
+    assert split.tables_path == mini_dev_dir / "dev_tables.json"
+    assert split.duplicate_question_ids() == {137: [3, 17], 138: [4, 30]}
+    assert any(
+        "MySQL and PostgreSQL versions of mini-dev are not executed" in n for n in split.notes
+    )
+    # The questions file itself names the split, too.
+    assert len(load_split(mini_dev_dir / "mini_dev_sqlite.json").examples) == 40
+
+
+def test_mini_dev_mysql_and_postgresql_are_refused_clearly(
+    mini_dev_dir: Path, tmp_path: Path
+) -> None:
+    for dialect in ("mysql", "postgresql"):
+        with pytest.raises(BirdDataError, match=f"the {dialect} version of mini-dev is not"):
+            load_split(mini_dev_dir / f"mini_dev_{dialect}.json")
+    only_mysql = tmp_path / "MINIDEV"
+    only_mysql.mkdir()
+    (only_mysql / "dev_databases").mkdir()
+    (only_mysql / "mini_dev_mysql.json").write_text("[]")
+    with pytest.raises(BirdDataError, match="MySQL and PostgreSQL versions of mini-dev are not"):
+        load_split(only_mysql)
+
+
+def test_spider_release_layout(spider_dir: Path) -> None:
+    split = load_split(spider_dir)
+    assert split.name == "dev" and split.benchmark == "spider"
+    assert [e.question_id for e in split.examples] == list(range(7))  # its position
+    assert split.examples[0].sql == "SELECT name, age FROM singer"
+    assert split.database_path("concert") == spider_dir / "database/concert/concert.sqlite"
+    assert split.tables_path == spider_dir / "tables.json" and split.missing_databases() == {}
+    assert load_split(spider_dir / "train_spider.json").name == "train_spider"
+
+
+def test_folder_with_several_splits_asks_for_the_file(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.json").write_text("[]")
+        (tmp_path / f"{name}_databases").mkdir()
+    with pytest.raises(BirdDataError, match=r"several splits found \(a\.json, b\.json\)"):
+        load_split(tmp_path)
+    assert load_split(tmp_path / "b.json").name == "b"
 
 
 def test_folder_without_a_split(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from bird.executor import (
     execute_many,
     execute_sql,
 )
-from bird.worker_pool import map_in_processes
+from bird.worker_pool import WorkerPool, map_in_processes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -425,6 +425,45 @@ def test_worker_pool_survives_crashing_and_stuck_workers() -> None:
     assert results[3].startswith("lost:timeout:")
     assert results[4].startswith("lost:error:") and "ZeroDivisionError" in results[4]
     assert results[5].startswith("lost:error:") and "signal 9" in results[5]
+
+
+def test_worker_pool_answers_in_batches_and_keeps_its_workers() -> None:
+    """Workers made evaluation slower: one pipe round trip per payload (each waiting for
+    the scheduler on a busy machine) and a new pool per phase. Now payloads travel in
+    batches and one pool serves many maps."""
+    payloads = [f"{i} * 2" for i in range(400)]
+    with WorkerPool(eval, workers=2) as pool:
+        first = pool.map(payloads, time_limit=10.0, lost=_lost)
+        second = pool.map(payloads, time_limit=10.0, lost=_lost)
+        assert first == second == [i * 2 for i in range(400)]
+        assert pool.started == 2
+        assert pool.messages < len(payloads) // 4  # both maps together: batched answers
+
+
+def test_weighted_batches_spread_the_heavy_payloads_over_the_workers() -> None:
+    """Sorted slowest first, the slow payloads all fit in one batch by count: weights keep
+    them from landing on one worker while the other runs the quick rest."""
+    heavy = "__import__('time').sleep(0.3) or __import__('os').getpid()"
+    payloads = [heavy] * 4 + ["__import__('os').getpid()"] * 400
+    weights = [1.0] * 4 + [0.001] * 400
+    pids = map_in_processes(eval, payloads, workers=2, time_limit=10.0, lost=_lost)
+    assert len(set(pids[:4])) == 1  # by count alone: one batch, one worker
+    with WorkerPool(eval, workers=2) as pool:
+        pids = pool.map(payloads, time_limit=10.0, lost=_lost, weights=weights)
+    assert len(set(pids[:4])) == 2
+
+
+def test_a_stuck_payload_costs_only_itself_not_its_batch() -> None:
+    payloads = [f"{i}" for i in range(60)]
+    payloads[5] = "__import__('time').sleep(60)"
+    payloads[40] = "__import__('os')._exit(7)"
+    started = time.monotonic()
+    results = map_in_processes(eval, payloads, workers=2, time_limit=1.0, lost=_lost)
+    assert time.monotonic() - started < 20
+    assert results[5].startswith("lost:timeout:") and "code 7" in results[40]
+    assert [r for i, r in enumerate(results) if i not in (5, 40)] == [
+        i for i in range(60) if i not in (5, 40)
+    ]
 
 
 def test_worker_pool_reports_results_as_they_arrive() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bird.data import BirdSplit
+from bird.data import BirdSplit, load_split
 from bird.predictions import (
     OFFICIAL_SEPARATOR,
     PredictionFileError,
@@ -90,17 +90,18 @@ def test_jsonl_missing_key(tmp_path: Path) -> None:
         read_prediction_file(path)
 
 
-def test_jsonl_duplicate_id_names_both_lines(tmp_path: Path) -> None:
+def test_jsonl_duplicate_id_names_both_lines(dev: BirdSplit, tmp_path: Path) -> None:
+    first, second = dev.examples[0].question_id, dev.examples[1].question_id
     path = write_jsonl(
         tmp_path / "dup.jsonl",
         [
-            {"question_id": 7, "sql": "SELECT 1"},
-            {"question_id": 8, "sql": "SELECT 1"},
-            {"question_id": 7, "sql": "SELECT 2"},
+            {"question_id": first, "sql": "SELECT 1"},
+            {"question_id": second, "sql": "SELECT 1"},
+            {"question_id": first, "sql": "SELECT 2"},
         ],
     )
-    with pytest.raises(PredictionFileError, match="question_id 7 appears on lines 1 and 3"):
-        read_prediction_file(path)
+    with pytest.raises(PredictionFileError, match=f"question_id {first} appears on lines 1 and 3"):
+        load_paired_predictions(dev, path, allow_missing=True)
 
 
 def test_official_duplicate_key(tmp_path: Path) -> None:
@@ -117,11 +118,23 @@ def test_official_key_must_be_a_position(tmp_path: Path) -> None:
         read_prediction_file(path)
 
 
-def test_official_value_must_be_a_string(tmp_path: Path) -> None:
-    path = tmp_path / "null.json"
-    path.write_text('{"0": null}')
-    with pytest.raises(PredictionFileError, match="key '0': value is NoneType"):
-        read_prediction_file(path)
+def test_null_values_score_as_wrong_with_a_warning(
+    dev: BirdSplit, dev_dir: Path, tmp_path: Path
+) -> None:
+    """A null (or any value that is not a string) used to fail the whole file; the official
+    scripts score it as no prediction, and so does this, with a warning."""
+    predictions: dict[str, object] = dict(official_gold(dev_dir))
+    predictions["3"] = None
+    predictions["7"] = 12
+    path = tmp_path / "nulls.json"
+    path.write_text(json.dumps(predictions))
+    entries = read_prediction_file(path).entries
+    assert (entries[3].not_sql, entries[7].not_sql) == ("null", "a JSON int")
+    pairing = load_paired_predictions(dev, path)
+    problems = {q.index: q.problem for q in pairing.questions if q.problem}
+    assert problems == {3: "null_prediction", 7: "null_prediction"}
+    (warning,) = pairing.warnings
+    assert f"{path}: 2 value(s) are not SQL strings" in warning and "key '3': null" in warning
 
 
 def test_official_value_without_marker_is_all_sql() -> None:
@@ -208,3 +221,116 @@ def test_empty_and_absent_files(tmp_path: Path) -> None:
         read_prediction_file(empty)
     with pytest.raises(PredictionFileError, match="no such prediction file"):
         read_prediction_file(tmp_path / "absent.json")
+
+
+# --- official files whose keys could be read two ways -------------------------------------
+
+
+@pytest.fixture
+def permuted_split(dev_dir: Path, tmp_path: Path) -> BirdSplit:
+    """12 dev questions, databases alternating, whose question_ids are the positions
+    reversed: a file keyed by question_id has keys that are all positions too."""
+    records = dev_records(dev_dir)
+    superhero = [r for r in records if r["db_id"] == "superhero"][:6]
+    student_club = [r for r in records if r["db_id"] == "student_club"][:6]
+    chosen = [r for pair in zip(superhero, student_club, strict=True) for r in pair]
+    for position, record in enumerate(chosen):
+        record["question_id"] = len(chosen) - 1 - position
+    root = tmp_path / "permuted"
+    root.mkdir()
+    (root / "permuted.json").write_text(json.dumps(chosen))
+    (root / "permuted_databases").symlink_to((dev_dir / "dev_databases").resolve())
+    return load_split(root)
+
+
+def keyed_by_question_id(split: BirdSplit, *, db_ids: bool, order: list[int]) -> dict[str, str]:
+    """Gold SQL keyed by question_id, written in the given order of positions."""
+    marker = OFFICIAL_SEPARATOR
+    return {
+        str(split.examples[i].question_id): split.examples[i].sql
+        + (f"{marker}{split.examples[i].db_id}" if db_ids else "")
+        for i in order
+    }
+
+
+def test_question_id_keys_are_detected_by_their_db_ids(
+    permuted_split: BirdSplit, tmp_path: Path
+) -> None:
+    """The defect: keys read as positions paired every question with another's SQL and
+    scored 0, silently. The db_ids show the keys are question_ids."""
+    path = tmp_path / "by_id.json"
+    shuffled = [5, 0, 7, 2, 9, 4, 11, 6, 1, 8, 3, 10]
+    path.write_text(json.dumps(keyed_by_question_id(permuted_split, db_ids=True, order=shuffled)))
+    pairing = load_paired_predictions(permuted_split, path)
+    assert pairing.paired_by == "question_id"
+    assert all(q.sql == q.example.sql and q.problem is None for q in pairing.questions)
+    assert any("the keys are question_ids, not positions" in w for w in pairing.warnings)
+    # The official scripts take file order, which differs here: that is said too.
+    assert any("official scripts pair by file order" in w for w in pairing.warnings)
+
+
+def test_ambiguous_keys_follow_the_file_order_when_it_agrees(
+    permuted_split: BirdSplit, tmp_path: Path
+) -> None:
+    path = tmp_path / "no_db.json"
+    in_order = list(range(12))
+    path.write_text(json.dumps(keyed_by_question_id(permuted_split, db_ids=False, order=in_order)))
+    pairing = load_paired_predictions(permuted_split, path)
+    assert pairing.paired_by == "question_id"
+    assert all(q.sql == q.example.sql for q in pairing.questions)
+    (warning,) = pairing.warnings
+    assert "both positions and question_ids" in warning and "--pair-by position" in warning
+
+
+def test_ambiguous_keys_are_refused_until_pair_by_says(
+    permuted_split: BirdSplit, tmp_path: Path
+) -> None:
+    path = tmp_path / "no_db_shuffled.json"
+    shuffled = [5, 0, 7, 2, 9, 4, 11, 6, 1, 8, 3, 10]
+    path.write_text(json.dumps(keyed_by_question_id(permuted_split, db_ids=False, order=shuffled)))
+    with pytest.raises(PredictionFileError, match="cannot tell how to pair this file") as error:
+        load_paired_predictions(permuted_split, path)
+    assert "--pair-by position" in str(error.value) and "--pair-by question_id" in str(error.value)
+    pairing = load_paired_predictions(permuted_split, path, pair_by="question_id")
+    assert all(q.sql == q.example.sql for q in pairing.questions)
+    by_position = load_paired_predictions(permuted_split, path, pair_by="position")
+    assert sum(q.sql == q.example.sql for q in by_position.questions) < 12
+
+
+def test_pair_by_order_reproduces_the_official_pairing(
+    permuted_split: BirdSplit, tmp_path: Path
+) -> None:
+    path = tmp_path / "reversed.json"
+    order = list(reversed(range(12)))
+    path.write_text(json.dumps(keyed_by_question_id(permuted_split, db_ids=False, order=order)))
+    pairing = load_paired_predictions(permuted_split, path, pair_by="order")
+    assert [q.sql for q in pairing.questions] == [permuted_split.examples[i].sql for i in order]
+    with pytest.raises(PredictionFileError, match="applies to official prediction files"):
+        jsonl = write_jsonl(tmp_path / "p.jsonl", [{"question_id": 0, "sql": "SELECT 1"}])
+        load_paired_predictions(permuted_split, jsonl, pair_by="order")
+
+
+def test_keys_out_of_order_are_paired_by_key_and_flagged(
+    dev: BirdSplit, dev_dir: Path, tmp_path: Path
+) -> None:
+    """json.dump(..., sort_keys=True) writes "0", "1", "10", "100": the official scripts,
+    pairing by file order, score such a file near 0 (bird-bench/mini_dev issue 41)."""
+    path = tmp_path / "sorted_keys.json"
+    path.write_text(json.dumps(official_gold(dev_dir), sort_keys=True))
+    pairing = load_paired_predictions(dev, path)
+    assert pairing.paired_by == "position"
+    assert all(q.sql == q.example.sql.strip() for q in pairing.questions)
+    (warning,) = pairing.warnings
+    assert "key '10' follows key '1'" not in warning  # "10" follows "1": in order as numbers
+    assert "not in the order of" in warning and "--pair-by order" in warning
+
+
+def test_jsonl_pairs_a_duplicated_question_id_by_line_order(
+    mini_dev_dir: Path, tmp_path: Path
+) -> None:
+    split = load_split(mini_dev_dir)
+    lines = [{"question_id": e.question_id, "sql": e.sql} for e in split.examples]
+    path = write_jsonl(tmp_path / "mini.jsonl", lines)
+    pairing = load_paired_predictions(split, path)
+    assert [q.sql for q in pairing.questions] == [e.sql for e in split.examples]
+    assert sum("is held by 2 questions" in w for w in pairing.warnings) == 2
