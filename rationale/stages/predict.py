@@ -35,13 +35,14 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
 from bird.console import ProgressCallback, no_progress
-from bird.data import BirdExample, BirdSplit, load_split
+from bird.data import BirdExample, load_split
 from bird.evaluation import EvaluationOptions, EvaluationSummary, evaluate_many
 from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult
 from bird.files import write_text_atomic
@@ -421,9 +422,7 @@ def _run(config: PredictConfig, progress: ProgressCallback) -> PredictReport:
     # not diluted by the questions it did not answer.
     for voted, name in ((True, "predict_dev.jsonl"), (False, "predict_dev_greedy.jsonl")):
         write_text_atomic(config.out / name, _jsonl_predictions(predictions, voted))
-    selected = BirdSplit(
-        name=predictor.split.name, root=predictor.split.root, examples=predictor.examples
-    )
+    selected = replace(predictor.split, examples=predictor.examples)
     voted_report, greedy_report = evaluate_many(
         selected,
         [config.out / "predict_dev.jsonl", config.out / "predict_dev_greedy.jsonl"],

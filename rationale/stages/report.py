@@ -15,6 +15,7 @@ numbers of different dev releases are never mixed), report.md, and PNG plots.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -142,7 +143,7 @@ def run(config: ReportConfig, *, progress: ProgressCallback = no_progress) -> Re
     split = load_split(config.data)
     answered = set.intersection(*(_answered(split, path) for path in systems.values()))
     scope = [e for e in split.examples if e.question_id in answered]
-    subset = BirdSplit(name=split.name, root=split.root, examples=scope)
+    subset = replace(split, examples=scope)
     if len(scope) < len(split.examples):
         progress.log(
             f"scoring the {len(scope)} of {len(split.examples)} questions every file answers"
