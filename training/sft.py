@@ -14,6 +14,7 @@ and exit code 2.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -85,8 +86,15 @@ class PreparedRun:
         return self.recipe.sft.process_index == 0
 
 
+def _is_main_process() -> bool:
+    """Rank 0 of a launch (torchrun and accelerate set RANK), or a single process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _say(line: str) -> None:
-    print(f"[train] {line}", file=sys.stderr, flush=True)
+    """A progress note on stderr, once per launch rather than once per GPU."""
+    if _is_main_process():
+        print(f"[train] {line}", file=sys.stderr, flush=True)
 
 
 def _first_line(error: BaseException) -> str:
@@ -381,7 +389,9 @@ def summary(manifest: TrainingManifest) -> str:
     if manifest.train_loss_first is not None and manifest.train_loss_final is not None:
         parts.append(f"loss {manifest.train_loss_first:.3f} -> {manifest.train_loss_final:.3f}")
     if manifest.eval_loss is not None:
-        start = f"{manifest.eval_loss_start:.3f} -> " if manifest.eval_loss_start else ""
+        start = (
+            f"{manifest.eval_loss_start:.3f} -> " if manifest.eval_loss_start is not None else ""
+        )
         parts.append(f"eval loss {start}{manifest.eval_loss:.3f}")
     parts.append(f"in {format_duration(manifest.wall_time_s)}")
     parts.append(f"model saved to {manifest.output_dir}")
@@ -400,7 +410,8 @@ def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None =
     except TrainingInputError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
-    print(summary(manifest), flush=True)
+    if _is_main_process():
+        print(summary(manifest), flush=True)
     return 0
 
 
