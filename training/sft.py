@@ -226,11 +226,13 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
     return trainer
 
 
-def _check_output_dir(run: PreparedRun) -> TrainingManifest | None:
-    """Refuse an output folder that holds another recipe's run; return its manifest if the
-    same run already finished there."""
+def check_output_dir(run: PreparedRun) -> TrainingManifest | None:
+    """Refuse an output folder that holds another recipe's checkpoints or model; return its
+    manifest if the same run already finished there. A recipe recorded by a run that never
+    saved anything (it failed to start) binds nothing."""
     recorded_path = run.output_dir / RECIPE_NAME
-    if not recorded_path.is_file():
+    trained = last_complete_checkpoint(run.output_dir) or read_manifest(run.output_dir)
+    if not recorded_path.is_file() or not trained:
         return None
     recorded = yaml.safe_load(recorded_path.read_text(encoding="utf-8")) or {}
     differing = differing_keys(recorded, run.recipe.values)
@@ -278,7 +280,7 @@ def train(
     """
     started = time.monotonic()
     run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
-    finished = _check_output_dir(run)
+    finished = check_output_dir(run)
     if finished is not None:
         _say(f"{run.output_dir} already holds this run, finished at step {finished.steps}")
         return finished
@@ -289,7 +291,6 @@ def train(
     if run.is_main_process:
         for folder in remove_incomplete_checkpoints(run.output_dir):
             _say(f"removed {folder.name}: a kill left it incomplete")
-        write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
 
     sft, data = run.recipe.sft, run.data
     validation_rows = len(data.validation) if data.validation is not None else 0
@@ -317,6 +318,8 @@ def train(
         _say(f"warning: {dropped} examples dropped: their prompt alone fills max_length")
     if checkpoint is not None:
         _say(f"resuming from {checkpoint.name}")
+    if run.is_main_process:  # once the model loaded: a run that cannot start binds nothing
+        write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
 
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     eval_loss = None

@@ -10,7 +10,7 @@ import yaml
 
 from training.manifest import RECIPE_NAME
 from training.recipe import recipe_yaml
-from training.sft import main, prepare_run
+from training.sft import check_output_dir, main, prepare_run
 
 RECIPE = "rationalizer-tiny"
 
@@ -96,6 +96,12 @@ def test_output_dir_of_another_recipe(
     recorded["learning_rate"] = 0.5
     recorded["max_steps"] = 1000  # may change on resume: not reported
     (tmp_path / RECIPE_NAME).write_text(yaml.safe_dump(recorded))
+    # A recorded recipe alone (its run failed to start) binds nothing.
+    assert (
+        check_output_dir(prepare_run(RECIPE, args=argv[2:], resolve_model=model_resolver)) is None
+    )
+    (tmp_path / "checkpoint-4").mkdir()
+    (tmp_path / "checkpoint-4" / "trainer_state.json").write_text("{}")
     line = _error_of(capsys, argv, model_resolver)
     assert f"{tmp_path} holds a run of another recipe (differs in: learning_rate)" in line
 
