@@ -8,9 +8,10 @@ never lets one example see another. On a CPU packing is ~2x slower than padded b
 varlen kernel), so there examples are grouped by length and padded.
 
 `train_sampling_strategy: group_by_length` uses `LengthGroupedBatchOrder` below rather than
-transformers' `LengthGroupedSampler`: that one sorts only within mega-batches of
-min(n / 4b, 50) batches, which on a few hundred examples is one batch (no grouping at all,
-~12% padding measured); sorting the whole epoch leaves ~1-2%.
+transformers' `LengthGroupedSampler`, which sorts only within mega-batches of min(n/4b, 50)
+batches of b. Batches of 4 from the 93 rationalizer examples of beer_factory (300-1,200
+tokens), mean over 10 seeds: random order 24% padding, transformers' sampler 8.4%, this one
+1.7%.
 """
 
 from __future__ import annotations
