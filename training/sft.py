@@ -173,6 +173,9 @@ def _run_defaults(values: dict[str, Any], data: TrainingData) -> dict[str, Any]:
         "completion_only_loss": True,  # prompts hold the schema: never train on them
         "include_num_input_tokens_seen": "non_padding",
         "disable_tqdm": True,  # ProgressCallback prints plain lines instead
+        # Every parameter of a causal LM takes part in the loss: DDP need not search for
+        # unused ones each step (transformers' default without activation checkpointing).
+        "ddp_find_unused_parameters": False,
     }
     for key, value in defaults.items():
         if key not in values:
