@@ -1,0 +1,11 @@
+"""The one error type for bad input, so the entry point can answer it with one line and exit 2."""
+
+from __future__ import annotations
+
+
+class TrainingInputError(ValueError):
+    """The user's recipe, flags, dataset or model cannot be used as given.
+
+    The message is one line that names what is wrong and, where it helps, what to do instead;
+    `training.sft.main` prints it without a traceback.
+    """

@@ -1,0 +1,327 @@
+"""Recipes: YAML files of TRL `SFTConfig` and `ModelConfig` keys plus two of our own.
+
+A recipe is read the way open-r1 and TRL scripts read theirs (`--config recipe.yaml`, any key
+overridable as `--key value` or `--key-with-dashes value`), but stricter: a key that no
+dataclass knows is an error that names it, a YAML syntax error names its line, and a number
+written as `1e-4` (a string to YAML) is read as the number the field wants. Only the keys the
+user set are kept as "explicit"; the entry point then adds what it decides for this machine
+(precision, batching, checkpointing) and builds the dataclasses once from the result, which is
+also what the run records as its `recipe.yaml`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import yaml
+
+from training.errors import TrainingInputError
+
+if TYPE_CHECKING:
+    from trl import ModelConfig, SFTConfig
+
+DATASET_KINDS = ("rationalizer", "student-cot", "student-nocot")
+
+# Keys a re-run on an existing output directory may change: they stop, log, evaluate or save
+# differently but leave what the finished model learns from untouched, so resuming is sound.
+RESUMABLE_KEYS = frozenset(
+    {
+        "max_steps",
+        "num_train_epochs",
+        "save_steps",
+        "save_total_limit",
+        "logging_steps",
+        "eval_steps",
+        "eval_strategy",
+        "eval_on_start",
+        "per_device_eval_batch_size",
+        "report_to",
+        "run_name",
+        "disable_tqdm",
+        "dataloader_num_workers",
+        "output_dir",
+    }
+)
+
+
+@dataclass
+class RecipeOptions:
+    """Recipe keys of this project, beside TRL's `SFTConfig` and `ModelConfig` keys."""
+
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "An exported dataset folder (export.json + hf/), a datasets save_to_disk "
+            "folder, or a .jsonl / .parquet file of prompt/completion records."
+        },
+    )
+    dataset_kind: str | None = field(
+        default=None,
+        metadata={
+            "help": "The kind of dataset this recipe trains on: "
+            + ", ".join(DATASET_KINDS)
+            + ". An exported dataset of another kind is refused."
+        },
+    )
+
+
+@dataclass(frozen=True)
+class RecipeSource:
+    """A recipe as the user gave it: the file, and the keys set there or on the command line
+    (typed, command line winning), in the order they were written."""
+
+    path: Path
+    values: dict[str, Any]
+
+
+@dataclass
+class Recipe:
+    """A resolved recipe: the dataclasses a run uses and the keys it records.
+
+    `values` is what `recipe.yaml` holds (explicit keys plus `decided`); `decided` lists the
+    keys the entry point set for this machine or dataset, so the log can say why.
+    """
+
+    source: Path
+    values: dict[str, Any]
+    decided: dict[str, Any]
+    sft: SFTConfig
+    model: ModelConfig
+    options: RecipeOptions
+
+
+class _RecipeParser:
+    """TRL's argument parser over SFTConfig, ModelConfig and RecipeOptions, whose argparse
+    errors become TrainingInputError instead of a usage dump and SystemExit."""
+
+    def __init__(self) -> None:
+        from trl import ModelConfig, SFTConfig, TrlParser
+
+        class _Parser(TrlParser):
+            def error(self, message: str) -> NoReturn:
+                raise TrainingInputError(f"bad command-line value: {message}")
+
+        self.dataclass_types = (SFTConfig, ModelConfig, RecipeOptions)
+        self.parser = _Parser(self.dataclass_types, allow_abbrev=False)
+        self.actions: dict[str, argparse.Action] = {
+            action.dest: action for action in self.parser._actions if action.dest != "help"
+        }
+
+    def option_dest(self, option: str) -> str | None:
+        action = self.parser._option_string_actions.get(option)
+        return None if action is None or action.dest == "help" else action.dest
+
+    def typed(self, key: str, value: Any, origin: str) -> Any:
+        """A YAML value as the field wants it: YAML reads `1e-4` as a string, argparse only
+        converts strings that come from the command line."""
+        action = self.actions[key]
+        converter = action.type
+        if not isinstance(value, str) or converter is None or converter is str:
+            return value
+        try:
+            return converter(value)
+        except (argparse.ArgumentTypeError, TypeError, ValueError) as error:
+            raise TrainingInputError(
+                f"{origin}: key {key!r} has value {value!r}, which is not a valid "
+                f"{getattr(converter, '__name__', 'value')} ({error})"
+            ) from error
+
+    def build(self, values: dict[str, Any]) -> tuple[SFTConfig, ModelConfig, RecipeOptions]:
+        sft, model, options = self.parser.parse_dict(values)
+        return sft, model, options
+
+
+def _known_key_hint(unknown: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(unknown, known, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _unknown_keys_error(unknown: list[str], known: list[str], where: str) -> TrainingInputError:
+    named = ", ".join(f"{key!r}{_known_key_hint(key, known)}" for key in unknown)
+    plural = "s" if len(unknown) > 1 else ""
+    ours = ", ".join(option.name for option in dataclasses.fields(RecipeOptions))
+    return TrainingInputError(
+        f"unknown recipe key{plural} {named} in {where}: not a TRL SFTConfig or ModelConfig "
+        f"key, nor one of this project's ({ours})"
+    )
+
+
+def shipped_recipes() -> dict[str, Path]:
+    """The recipes installed with the package, by name (file name without .yaml)."""
+    folder = resources.files("training") / "recipes"
+    return {
+        Path(entry.name).stem: Path(str(entry))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".yaml")
+    }
+
+
+def find_recipe(name_or_path: str) -> Path:
+    """A recipe file by path, or by the name of a shipped recipe (`rationalizer-tiny`)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_recipes()
+    name = path.name.removesuffix(".yaml")
+    if not path.parent.parts and name in shipped:
+        return shipped[name]
+    raise TrainingInputError(
+        f"recipe {name_or_path!r} not found: give a YAML file or a shipped recipe name "
+        f"({', '.join(sorted(shipped))})"
+    )
+
+
+def read_recipe_file(path: Path) -> dict[str, Any]:
+    """The recipe's mapping; a syntax error is reported with its line and column."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown line"
+        problem = error.problem or error.context or "invalid YAML"
+        context = error.context_mark
+        if error.context and context and (not mark or context.line != mark.line):
+            # e.g. a key without its colon is only noticed on the next line
+            problem += f" ({error.context} at line {context.line + 1})"
+        raise TrainingInputError(
+            f"recipe {path} is not valid YAML at {where}: {problem}"
+        ) from error
+    except yaml.YAMLError as error:
+        raise TrainingInputError(f"recipe {path} is not valid YAML: {error}") from error
+    except OSError as error:
+        raise TrainingInputError(f"cannot read recipe {path}: {error.strerror}") from error
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise TrainingInputError(f"recipe {path} must be a YAML mapping of keys to values")
+    return loaded
+
+
+def split_config_argument(argv: list[str]) -> tuple[str, list[str]]:
+    """The recipe named by `--config` (or `--recipe`) and the remaining override flags."""
+    rest: list[str] = []
+    config: str | None = None
+    index = 0
+    while index < len(argv):
+        token = argv[index]
+        flag, has_value, inline = token.partition("=")
+        if flag in ("--config", "--recipe"):
+            if has_value:
+                config = inline
+            elif index + 1 < len(argv):
+                config = argv[index + 1]
+                index += 1
+            else:
+                raise TrainingInputError(f"{flag} needs a recipe file")
+        else:
+            rest.append(token)
+        index += 1
+    if config is None:
+        raise TrainingInputError("no recipe: pass --config RECIPE.yaml (or a shipped recipe name)")
+    return config, rest
+
+
+def parse_recipe_args(argv: list[str], overrides: Mapping[str, Any] | None = None) -> RecipeSource:
+    """Read `--config FILE [--key value ...]` into the explicit keys of a recipe.
+
+    `overrides` are keys given from Python (`train(..., max_steps=10)`): they win over the
+    command line, which wins over the file.
+    """
+    config, flags_and_values = split_config_argument(argv)
+    path = find_recipe(config)
+    raw = read_recipe_file(path)
+    parser = _RecipeParser()
+    known = sorted(parser.actions)
+
+    unknown = [key for key in raw if key not in parser.actions]
+    if unknown:
+        raise _unknown_keys_error(unknown, known, str(path))
+    file_values = {key: parser.typed(key, value, f"recipe {path}") for key, value in raw.items()}
+
+    flags = [token.partition("=")[0] for token in flags_and_values if token.startswith("--")]
+    unknown_flags = [flag for flag in flags if parser.option_dest(flag) is None]
+    if unknown_flags:
+        raise _unknown_keys_error(
+            [flag.removeprefix("--").replace("-", "_") for flag in unknown_flags],
+            known,
+            "the command line",
+        )
+    parser.parser.set_defaults_with_config(**file_values)
+    namespace, remaining = parser.parser.parse_known_args(flags_and_values)
+    if remaining:
+        raise TrainingInputError(f"unexpected command-line argument(s): {' '.join(remaining)}")
+    flag_keys = [dest for flag in flags if (dest := parser.option_dest(flag)) is not None]
+
+    values = dict(file_values)
+    for key in flag_keys:
+        values[key] = getattr(namespace, key)
+
+    given = dict(overrides or {})
+    unknown_given = [key for key in given if key not in parser.actions]
+    if unknown_given:
+        raise _unknown_keys_error(unknown_given, known, "the overrides")
+    for key, value in given.items():
+        values[key] = parser.typed(key, value, "override")
+    return RecipeSource(path=path, values=values)
+
+
+def resolve_recipe(source: RecipeSource, decided: dict[str, Any]) -> Recipe:
+    """Build the dataclasses from the explicit keys plus the entry point's decisions."""
+    values = {**source.values, **decided}
+    parser = _RecipeParser()
+    try:
+        sft, model, options = parser.build(values)
+    except (TypeError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise TrainingInputError(f"recipe {source.path}: {first_line}") from error
+    if options.dataset_kind is not None and options.dataset_kind not in DATASET_KINDS:
+        raise TrainingInputError(
+            f"recipe {source.path}: dataset_kind {options.dataset_kind!r} is not one of "
+            f"{', '.join(DATASET_KINDS)}"
+        )
+    return Recipe(
+        source=source.path, values=values, decided=decided, sft=sft, model=model, options=options
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A value YAML can write and read back the same: enums as their value, tuples as lists."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    return value
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    """The resolved recipe as YAML, loadable again with `--config`."""
+    header = (
+        f"# Resolved recipe of this run: the keys of {recipe.source}, command-line overrides,\n"
+        "# and the values the entry point chose for this machine and dataset.\n"
+        "# Re-run the same training with: python -m training.sft --config <this file>\n"
+    )
+    body = yaml.safe_dump(
+        {key: _plain(value) for key, value in recipe.values.items()},
+        sort_keys=False,
+        allow_unicode=True,
+    )
+    return header + body
+
+
+def differing_keys(recorded: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between a recorded and a current recipe, except the keys a
+    resumed run may change (RESUMABLE_KEYS)."""
+    keys = (set(recorded) | set(current)) - RESUMABLE_KEYS
+    return sorted(key for key in keys if _plain(recorded.get(key)) != _plain(current.get(key)))

@@ -1,0 +1,425 @@
+"""The SFT entry point: one recipe, one dataset, one output folder.
+
+    python -m training.sft --config RECIPE.yaml [--dataset PATH] [--output-dir DIR]
+                           [--max-steps N] [--any_recipe_key VALUE ...]
+    accelerate launch --config_file training/accelerate/zero3.yaml -m training.sft --config ...
+
+Re-running the same command on the same output folder continues from its newest complete
+checkpoint; a finished folder is left as it is. The folder ends up holding the model and
+tokenizer (a LoRA adapter merged in), `recipe.yaml` (the resolved recipe) and
+`training_manifest.json`. Bad input (a missing dataset, an unknown recipe key, a model path
+that does not exist, a dataset of the wrong kind, a YAML syntax error) is one line on stderr
+and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from training.batching import check_batching, describe_batching
+from training.callbacks import ProgressCallback, format_duration
+from training.data import TrainingData, check_kind, load_training_data
+from training.errors import TrainingInputError
+from training.hardware import Hardware, detect_hardware, hardware_defaults
+from training.lora import merge_adapter, remove_adapter
+from training.manifest import (
+    RECIPE_NAME,
+    DatasetRecord,
+    TrainingManifest,
+    package_versions,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+)
+from training.recipe import (
+    Recipe,
+    differing_keys,
+    parse_recipe_args,
+    recipe_yaml,
+    resolve_recipe,
+    split_config_argument,
+)
+from training.resume import last_complete_checkpoint, remove_incomplete_checkpoints
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+    from training.trainer import MeteredSFTTrainer
+
+ModelResolver = Callable[[str], str]
+
+USAGE = """\
+usage: python -m training.sft --config RECIPE.yaml [--dataset PATH] [--output-dir DIR]
+                              [--max-steps N] [--KEY VALUE ...]
+
+Fine-tune a causal LM with TRL's SFTTrainer as a YAML recipe says. RECIPE is a file or the
+name of a shipped recipe (see training/recipes/). Any key of TRL's SFTConfig or ModelConfig,
+or dataset / dataset_kind, can be set in the recipe or overridden as --key value.
+Re-run the same command to resume from the last checkpoint. Exit code 2 on bad input."""
+
+ADAPTER_DIR = "adapter"
+
+
+@dataclass
+class PreparedRun:
+    """Everything a run needs before the model is loaded: checked recipe, data, hardware."""
+
+    recipe: Recipe
+    data: TrainingData
+    hardware: Hardware
+    notes: list[str]
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.recipe.sft.output_dir)
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.recipe.sft.process_index == 0
+
+
+def _is_main_process() -> bool:
+    """Rank 0 of a launch (torchrun and accelerate set RANK), or a single process."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _say(line: str) -> None:
+    """A progress note on stderr, once per launch rather than once per GPU."""
+    if _is_main_process():
+        print(f"[train] {line}", file=sys.stderr, flush=True)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def check_model(name: str) -> None:
+    """Refuse a model that is neither a model folder nor something shaped like a Hub id
+    (`org/name`), before minutes go into loading data and libraries."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise TrainingInputError(f"model path {path} is not a model folder (no config.json)")
+        return
+    if name.startswith(("/", ".", "~")) or name.count("/") != 1 or "\\" in name:
+        hint = (
+            ""
+            if "/" in name
+            else "; a local model name such as smollm2-135m is resolved by `rationale train`, "
+            "with python -m training.sft pass the model folder"
+        )
+        raise TrainingInputError(f"model path {name} does not exist{hint}")
+
+
+def _required(values: dict[str, Any], key: str, flag: str) -> Any:
+    value = values.get(key)
+    if value in (None, ""):
+        raise TrainingInputError(f"no {key}: set it in the recipe or pass {flag}")
+    return value
+
+
+def prepare_run(
+    recipe: str | Path,
+    *,
+    args: Sequence[str] = (),
+    resolve_model: ModelResolver | None = None,
+    **overrides: Any,
+) -> PreparedRun:
+    """Read and check the recipe, the dataset and the model path; decide what this machine
+    calls for. Fails with TrainingInputError before any model is loaded."""
+    source = parse_recipe_args(["--config", str(recipe), *args], overrides)
+    values = source.values
+    model = str(_required(values, "model_name_or_path", "--model_name_or_path"))
+    _required(values, "output_dir", "--output-dir")
+    dataset_path = _required(values, "dataset", "--dataset")
+
+    decided: dict[str, Any] = {}
+    if resolve_model is not None:
+        try:
+            resolved = resolve_model(model)
+        except Exception as error:  # the resolver belongs to the caller; any failure is input
+            raise TrainingInputError(
+                f"cannot resolve model {model!r}: {_first_line(error)}"
+            ) from error
+        if resolved != model:
+            decided["model_name_or_path"] = resolved
+            model = resolved
+    check_model(model)
+
+    data = load_training_data(dataset_path)
+    check_kind(values.get("dataset_kind"), data)
+
+    hardware = detect_hardware(force_cpu=bool(values.get("use_cpu")))
+    decided.update(hardware_defaults(hardware, values))
+    decided.update(_run_defaults(values, data))
+    notes = _eval_notes(values, data)
+    check_batching({**values, **decided})
+    return PreparedRun(resolve_recipe(source, decided), data, hardware, notes)
+
+
+def _run_defaults(values: dict[str, Any], data: TrainingData) -> dict[str, Any]:
+    """Defaults of this entry point that differ from TRL's, for keys the recipe leaves out."""
+    decided: dict[str, Any] = {}
+    defaults = {
+        "completion_only_loss": True,  # prompts hold the schema: never train on them
+        "include_num_input_tokens_seen": "non_padding",
+        "disable_tqdm": True,  # ProgressCallback prints plain lines instead
+        # Every parameter of a causal LM takes part in the loss: DDP need not search for
+        # unused ones each step (transformers' default without activation checkpointing).
+        "ddp_find_unused_parameters": False,
+    }
+    for key, value in defaults.items():
+        if key not in values:
+            decided[key] = value
+    if data.validation is None:
+        if values.get("eval_strategy", "no") != "no":
+            decided["eval_strategy"] = "no"
+        if values.get("eval_on_start"):
+            decided["eval_on_start"] = False
+    return decided
+
+
+def _eval_notes(values: dict[str, Any], data: TrainingData) -> list[str]:
+    if data.validation is None and (
+        values.get("eval_strategy", "no") != "no" or values.get("eval_on_start")
+    ):
+        return [f"dataset {data.path} has no validation split: evaluation is off"]
+    return []
+
+
+def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -> MeteredSFTTrainer:
+    """The SFTTrainer for a prepared run (loads the model and tokenizes the data)."""
+    from transformers import PrinterCallback
+    from trl import get_peft_config
+
+    from training.trainer import MeteredSFTTrainer
+
+    sft, model_config = run.recipe.sft, run.recipe.model
+    sft.model_init_kwargs = {
+        "revision": model_config.model_revision,
+        "attn_implementation": model_config.attn_implementation,
+        "dtype": model_config.dtype,
+        **(sft.model_init_kwargs or {}),
+    }
+    try:
+        trainer = MeteredSFTTrainer(
+            model=model_config.model_name_or_path,
+            args=sft,
+            train_dataset=run.data.train,
+            eval_dataset=run.data.validation,
+            peft_config=get_peft_config(model_config),
+            callbacks=[ProgressCallback(), *callbacks],
+        )
+    except (OSError, ValueError) as error:
+        raise TrainingInputError(
+            f"cannot set up training of {model_config.model_name_or_path}: {_first_line(error)}"
+        ) from error
+    # With tqdm off, transformers prints every log dict to stdout; ProgressCallback says it
+    # better on stderr.
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def check_output_dir(run: PreparedRun) -> TrainingManifest | None:
+    """Refuse an output folder that holds another recipe's checkpoints or model; return its
+    manifest if the same run already finished there. A recipe recorded by a run that never
+    saved anything (it failed to start) binds nothing."""
+    recorded_path = run.output_dir / RECIPE_NAME
+    trained = last_complete_checkpoint(run.output_dir) or read_manifest(run.output_dir)
+    if not recorded_path.is_file() or not trained:
+        return None
+    recorded = yaml.safe_load(recorded_path.read_text(encoding="utf-8")) or {}
+    differing = differing_keys(recorded, run.recipe.values)
+    if differing:
+        raise TrainingInputError(
+            f"{run.output_dir} holds a run of another recipe (differs in: {', '.join(differing)}): "
+            "use a new --output-dir, or remove that folder to start over"
+        )
+    manifest = read_manifest(run.output_dir)
+    if manifest is not None and recorded == yaml.safe_load(recipe_yaml(run.recipe)):
+        return manifest
+    return None
+
+
+def _truncation(trainer: MeteredSFTTrainer, run: PreparedRun) -> tuple[int | None, int]:
+    """(examples cut at max_length, examples dropped as fully masked) of the train split;
+    truncation is not counted for packed data, whose rows hold several examples."""
+    from training.trainer import token_lengths
+
+    dropped = max(0, len(run.data.train) - len(trainer.train_dataset))
+    sft = run.recipe.sft
+    if sft.packing or sft.max_length is None:
+        return None, 0 if sft.packing else dropped
+    lengths = token_lengths(trainer.train_dataset)
+    return sum(1 for length in lengths if length >= sft.max_length), dropped
+
+
+def _logged(history: list[dict[str, Any]], key: str) -> list[float]:
+    return [float(entry[key]) for entry in history if key in entry]
+
+
+def train(
+    recipe: str | Path,
+    *,
+    args: Sequence[str] = (),
+    resolve_model: ModelResolver | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    **overrides: Any,
+) -> TrainingManifest:
+    """Train as the recipe says and return the manifest written next to the model.
+
+    `args` are command-line style overrides (`["--learning_rate", "1e-4"]`); keyword
+    `overrides` (`dataset=..., output_dir=..., max_steps=10`) win over them. The model name
+    passes through `resolve_model` first when given (local names to folders).
+    """
+    started = time.monotonic()
+    run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
+    finished = check_output_dir(run)
+    if finished is not None:
+        _say(f"{run.output_dir} already holds this run, finished at step {finished.steps}")
+        return finished
+    for note in run.notes:
+        _say(f"note: {note}")
+
+    checkpoint = last_complete_checkpoint(run.output_dir)
+    if run.is_main_process:
+        for folder in remove_incomplete_checkpoints(run.output_dir):
+            _say(f"removed {folder.name}: a kill left it incomplete")
+
+    sft, data = run.recipe.sft, run.data
+    validation_rows = len(data.validation) if data.validation is not None else 0
+    _say(f"recipe {run.recipe.source} -> {run.output_dir}")
+    _say(
+        f"data {data.path} (kind {data.kind or 'unknown'}): {len(data.train)} train, "
+        f"{validation_rows} validation examples"
+    )
+    trainer = build_trainer(run, callbacks)
+    truncated, dropped = _truncation(trainer, run)
+    precision = "bf16" if sft.bf16 else "fp16" if sft.fp16 else "fp32"
+    batching = describe_batching(sft)
+    _say(
+        f"model {run.recipe.model.model_name_or_path} on {run.hardware.description}: "
+        f"{precision}, {batching}, activation checkpointing "
+        f"{'on' if sft.activation_checkpointing else 'off'}"
+        + (", LoRA" if run.recipe.model.use_peft else "")
+    )
+    if truncated:
+        _say(
+            f"warning: {truncated} of {len(trainer.train_dataset)} training examples reach "
+            f"max_length={sft.max_length} and lose the end of their completion"
+        )
+    if dropped:
+        _say(f"warning: {dropped} examples dropped: their prompt alone fills max_length")
+    if checkpoint is not None:
+        _say(f"resuming from {checkpoint.name}")
+    if run.is_main_process:  # once the model loaded: a run that cannot start binds nothing
+        write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
+
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    eval_loss = None
+    if data.validation is not None:
+        eval_loss = float(trainer.evaluate()["eval_loss"])
+
+    if run.recipe.model.use_peft:
+        adapter_dir = run.output_dir / ADAPTER_DIR
+        trainer.save_model(str(adapter_dir))
+        if run.is_main_process:
+            merge_adapter(
+                run.recipe.model.model_name_or_path,
+                adapter_dir,
+                run.output_dir,
+                run.recipe.model.dtype,
+            )
+            remove_adapter(adapter_dir)
+    else:
+        trainer.save_model(str(run.output_dir))
+
+    history = trainer.state.log_history
+    train_losses = _logged(history, "loss")
+    eval_losses_start = [
+        float(entry["eval_loss"]) for entry in history if "eval_loss" in entry and not entry["step"]
+    ]
+    resumed_from = None
+    if checkpoint is not None:
+        resumed_from = int(checkpoint.name.rsplit("-", 1)[1])
+    manifest = TrainingManifest(
+        output_dir=str(run.output_dir),
+        base_model=str(run.recipe.model.model_name_or_path),
+        recipe=str(run.recipe.source),
+        dataset=DatasetRecord(
+            path=str(data.path),
+            fingerprint=data.fingerprint,
+            kind=data.kind,
+            train_rows=len(data.train),
+            validation_rows=validation_rows,
+        ),
+        device=run.hardware.description,
+        precision=precision,
+        batching=batching,
+        activation_checkpointing=bool(sft.activation_checkpointing),
+        lora_merged=bool(run.recipe.model.use_peft),
+        steps=trainer.state.global_step,
+        max_steps=trainer.state.max_steps,
+        epochs=float(trainer.state.epoch or 0.0),
+        resumed_from_step=resumed_from,
+        train_loss_first=train_losses[0] if train_losses else None,
+        train_loss_final=train_losses[-1] if train_losses else None,
+        eval_loss_start=eval_losses_start[0] if eval_losses_start else None,
+        eval_loss=eval_loss,
+        tokens_seen=int(trainer.state.num_input_tokens_seen),
+        padding_waste=trainer.padding_meter.waste,
+        truncated_examples=truncated,
+        dropped_examples=dropped,
+        wall_time_s=round(time.monotonic() - started, 1),
+        versions=package_versions(),
+    )
+    if run.is_main_process:
+        write_manifest(run.output_dir, manifest)
+    if hasattr(trainer, "end"):
+        trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
+    return manifest
+
+
+def summary(manifest: TrainingManifest) -> str:
+    """One line for the end of a run."""
+    parts = [f"trained {manifest.steps}/{manifest.max_steps} steps"]
+    if manifest.train_loss_first is not None and manifest.train_loss_final is not None:
+        parts.append(f"loss {manifest.train_loss_first:.3f} -> {manifest.train_loss_final:.3f}")
+    if manifest.eval_loss is not None:
+        start = (
+            f"{manifest.eval_loss_start:.3f} -> " if manifest.eval_loss_start is not None else ""
+        )
+        parts.append(f"eval loss {start}{manifest.eval_loss:.3f}")
+    parts.append(f"in {format_duration(manifest.wall_time_s)}")
+    parts.append(f"model saved to {manifest.output_dir}")
+    return ", ".join(parts)
+
+
+def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None = None) -> int:
+    """Run the entry point on `argv` (default: sys.argv[1:]); 0 on success, 2 on bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(token in ("-h", "--help") for token in argv):
+        print(USAGE)
+        return 0
+    try:
+        config, rest = split_config_argument(argv)
+        manifest = train(config, args=rest, resolve_model=resolve_model)
+    except TrainingInputError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    if _is_main_process():
+        print(summary(manifest), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
