@@ -75,10 +75,6 @@ def completion_text(kind: TaskKind, gold_sql: str, rationale: Rationale | None) 
     return render_rationale(rationale)
 
 
-class PromptBudgetError(ValueError):
-    """A prompt cannot fit the token budget even with the schema cut to its minimum."""
-
-
 class PromptSettingsError(ValueError):
     """A model would be asked in another format than the one it was trained on."""
 
@@ -100,6 +96,7 @@ class TaskPrompter:
     sample_values: int = 3
     prompts_dir: Path | None = None
     cut: int = 0  # prompts whose schema was cut to fit the token budget
+    over_budget: int = 0  # prompts over the budget even with the shortest schema
     _schemas: dict[str, DatabaseSchema] = field(default_factory=dict)
     _texts: dict[tuple[str, int | None], str] = field(default_factory=dict)
 
@@ -124,14 +121,21 @@ class TaskPrompter:
         return len(ids)
 
     def prompt(self, example: BirdExample) -> RenderedChat:
-        """The prompt for `example`, its schema as long as the budget allows."""
+        """The prompt for `example`, its schema as long as the budget allows (or as short as
+        it gets, when even that is over: see `fitted`)."""
+        return self.fitted(example)[0]
+
+    def fitted(self, example: BirdExample) -> tuple[RenderedChat, bool]:
+        """(prompt, whether it fits the budget). The longest schema rendering that fits is
+        found by binary search on its character budget; a question whose prompt is over the
+        budget even with the shortest schema gets that shortest one, counted in
+        `over_budget` (the export leaves such examples out)."""
         full = self.schema_text(example.db_id, self.schema_max_chars)
         prompt = task_prompt(self.kind, example, full, prompts_dir=self.prompts_dir)
         if self.tokenizer is None or self.max_prompt_tokens is None:
-            return prompt
+            return prompt, True
         if self.tokens(prompt) <= self.max_prompt_tokens:
-            return prompt
-        # the longest schema rendering that fits: binary search on its character budget
+            return prompt, True
         low, high = _MIN_SCHEMA_CHARS, len(full)
         best: RenderedChat | None = None
         while low <= high:
@@ -143,13 +147,11 @@ class TaskPrompter:
             else:
                 high = middle - 1
         if best is None:
-            raise PromptBudgetError(
-                f"question {example.question_id} ({example.db_id}) does not fit "
-                f"{self.max_prompt_tokens} prompt tokens even with the schema cut to "
-                f"{_MIN_SCHEMA_CHARS} characters: raise max_prompt_tokens"
-            )
+            self.over_budget += 1
+            shortest = self.schema_text(example.db_id, _MIN_SCHEMA_CHARS)
+            return task_prompt(self.kind, example, shortest, prompts_dir=self.prompts_dir), False
         self.cut += 1
-        return best
+        return best, True
 
 
 class PromptSettings(BaseModel):

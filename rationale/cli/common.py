@@ -28,7 +28,7 @@ from rationale.run_dir import InUseError, RecordFileError, RunConfigError
 from rationale.stages.seed import SeedFileError
 from rationale.stages.train import TrainingUnavailable
 from rationale.stages.validate import InputError
-from rationale.task_prompt import PromptBudgetError, PromptSettingsError
+from rationale.task_prompt import PromptSettingsError
 from rationale.templates import PromptTemplateError
 
 console = table_console(stderr=True)
@@ -38,7 +38,6 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     DatasetLeakageError,
     InputError,
-    PromptBudgetError,
     PromptSettingsError,
     PromptTemplateError,
     RecordFileError,

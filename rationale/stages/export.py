@@ -212,7 +212,10 @@ def build_records(
         if not split.has_database(example.db_id):
             left_out["no database (schema unknown)"] += 1
             continue
-        prompt = prompter.prompt(example)
+        prompt, fits = prompter.fitted(example)
+        if not fits:
+            left_out["prompt over max_prompt_tokens even with the shortest schema"] += 1
+            continue
         completion = completion_text(config.kind, example.sql, entry.rationale)
         records.append(
             DatasetRecord(

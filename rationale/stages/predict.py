@@ -166,6 +166,8 @@ class PredictReport(BaseModel):
     voted: EvaluationSummary
     no_sql: int
     failing: int  # greedy candidates whose SQL fails to execute
+    prompts_cut: int  # prompts of this pass whose schema was cut to the token budget
+    prompts_over_budget: int  # prompts of this pass over it even with the shortest schema
     seconds: float
     out: str
 
@@ -221,6 +223,7 @@ class Predictor:
         self.records_path = config.out / "predictions.jsonl"
         self.stats = GenerationStats()
         self.answered = 0  # questions judged and written in this pass
+        self.prompts_cut = self.over_budget = 0  # prompts of this pass
 
     def done(self) -> list[Prediction]:
         return read_jsonl(self.records_path, Prediction, key=lambda p: p.question_id)
@@ -245,7 +248,7 @@ class Predictor:
                         sampling=self.config.sampled(),
                     )
                 )
-        self.prompts_cut = prompter.cut
+        self.prompts_cut, self.over_budget = prompter.cut, prompter.over_budget
         return requests
 
     def run(self) -> list[Prediction]:
@@ -435,6 +438,8 @@ def _run(config: PredictConfig, progress: ProgressCallback) -> PredictReport:
         voted=voted_report.summary,
         no_sql=sum(not p.greedy_sql for p in predictions),
         failing=sum(p.candidates[0].error is not None for p in predictions),
+        prompts_cut=predictor.prompts_cut,
+        prompts_over_budget=predictor.over_budget,
         seconds=round(time.perf_counter() - clock, 3),
         out=str(config.out),
     )
