@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from rationale.llm.backend import ChatBackend
 from rationale.llm.backends import BackendName, LazyBackend, make_backend
 from rationale.llm.cache import ResponseCache, default_cache_dir
-from rationale.llm.models import check_model_name
+from rationale.llm.models import check_model_name, model_identity
 from rationale.llm.types import SamplingParams
 
 
@@ -105,7 +105,7 @@ class BackendConfig(BaseModel):
         """The backend, built on the first request that misses the cache: a fully cached
         pass never loads a model or needs a server."""
         return LazyBackend(
-            self.model,
+            model_identity(self.model),  # what the response cache knows it by
             lambda: make_backend(
                 self.backend,
                 self.model,

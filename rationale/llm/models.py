@@ -9,6 +9,7 @@ serve`, `vllm` and TRL use it like any other checkpoint. The package is located 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -181,3 +182,46 @@ def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> str:
             "(offline), so it cannot be downloaded. Give a model folder or a local name."
         )
     return name_or_path
+
+
+_SAMPLE_BYTES = 4 << 20
+_WEIGHTS = ("model*.safetensors", "pytorch_model*.bin")
+# what turns the same weights into other answers: the architecture, tokenizer and template
+_TEXT_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "chat_template.jinja",
+)
+_identities: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def model_identity(name: str) -> str:
+    """What the response cache knows a model by. A folder (a model `rationale train` wrote)
+    is known by its name and a digest of its weights, tokenizer and chat template, so a
+    model retrained into the same folder never gets the old model's cached answers, and the
+    same model trained again elsewhere does; local names and hub ids are themselves."""
+    folder = Path(name).expanduser()
+    if name in LOCAL_MODELS or not folder.is_dir():
+        return name
+    files = sorted(
+        path
+        for pattern in (*_WEIGHTS, *_TEXT_FILES)
+        for path in folder.glob(pattern)
+        if path.is_file()
+    )
+    stamp = tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (str(folder.resolve()), stamp)
+    if key not in _identities:
+        digest = hashlib.sha256()
+        for path in files:  # the first and last few MiB of every file: cheap for 7B models
+            size = path.stat().st_size
+            digest.update(f"{path.name}:{size}".encode())
+            with path.open("rb") as handle:
+                digest.update(handle.read(_SAMPLE_BYTES))
+                if size > 2 * _SAMPLE_BYTES:
+                    handle.seek(size - _SAMPLE_BYTES)
+                    digest.update(handle.read())
+        _identities[key] = f"{folder.name}#{digest.hexdigest()[:16]}"
+    return _identities[key]

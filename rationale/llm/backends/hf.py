@@ -51,6 +51,7 @@ class HFBackend:
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as transformers_logging
 
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -66,6 +67,7 @@ class HFBackend:
         self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        transformers_logging.disable_progress_bar()  # the stage shows its own progress
         self.hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
         self.hf_model.to(self.device).eval()
         eos = self.hf_model.generation_config.eos_token_id

@@ -12,6 +12,7 @@ from rationale.llm.models import (
     ModelPreparationError,
     is_prepared,
     model_dir,
+    model_identity,
     prepare_model,
     resolve_model,
 )
@@ -53,3 +54,26 @@ def test_unknown_local_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ModelPreparationError, match="unknown local model 'nope'"):
         prepare_model("nope", tmp_path)
     assert model_dir(TINY_MODEL_NAME, tmp_path) == tmp_path / "models" / TINY_MODEL_NAME
+
+
+def _model_folder(root: Path, weights: bytes) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_text('{"model_type": "llama"}')
+    (root / "tokenizer.json").write_text('{"version": "1.0"}')
+    (root / "model.safetensors").write_bytes(weights)
+    return root
+
+
+def test_a_model_folder_is_cached_under_its_weights_not_its_path(tmp_path: Path) -> None:
+    first = _model_folder(tmp_path / "a" / "rationalizer", b"\x01" * 1000)
+    identity = model_identity(str(first))
+    assert identity.startswith("rationalizer#") and model_identity(str(first)) == identity
+    # the same files elsewhere: the same answers; retrained in place: new answers
+    same = _model_folder(tmp_path / "b" / "rationalizer", b"\x01" * 1000)
+    assert model_identity(str(same)) == identity
+    (first / "model.safetensors").write_bytes(b"\x02" * 1000)
+    assert model_identity(str(first)) != identity
+    # another chat template on the same weights also answers otherwise
+    (same / "tokenizer.json").write_text('{"version": "2.0"}')
+    assert model_identity(str(same)) not in (identity, model_identity(str(first)))
+    assert model_identity("smollm2-135m") == "smollm2-135m"
