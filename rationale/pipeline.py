@@ -9,7 +9,9 @@ what the pipeline fills in: the train and dev splits, the run directory's paths,
 models the earlier steps trained. `run/pipeline.json` records every finished step's config
 hash: a re-run skips finished steps whose config is unchanged, re-runs a step whose section
 changed and every step after it (saying so), and resumes an interrupted step (every stage
-resumes its own work). Shipped pipeline files are found by name (`--config demo`).
+resumes its own work). Whenever a step runs, the records of the steps after it are dropped,
+so that they run again even if this invocation stops before them (`--only`). Shipped
+pipeline files are found by name (`--config demo`).
 """
 
 from __future__ import annotations
@@ -307,6 +309,11 @@ def run_pipeline(
                     "it and every step after it"
                 )
             stale = stale or changed
+            # what follows was built on this step's old outputs: it must run again, now or
+            # in a later invocation (with --only, the later steps are not run now)
+            later = [s.name for s in steps[steps.index(step) + 1 :]]
+            for name in later:
+                state.steps.pop(name, None)
             progress.log(f"--- {step.name}")
             clock = time.perf_counter()
             result = step.run(step.config, run_dir, changed or stale, progress)

@@ -1,0 +1,208 @@
+"""`rationale run --config demo`: the whole pipeline on the embedded demo dataset with the
+tiny model everywhere (real generation, real TRL training, real execution), at CI size."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bird.data import load_split
+from bird.evaluation import evaluate
+from bird.gold_cache import GoldCache
+from rationale.pipeline import load_pipeline
+from rationale.records import AcceptedRationale, PoolEntry
+from rationale.run_dir import read_jsonl
+
+RATIONALE = [sys.executable, "-c", "from rationale.cli import app; app()"]
+# The demo pipeline, smaller still: a few questions for the generating stages, two training
+# steps per model; the students still answer every dev question.
+CI_SIZE = [
+    "distill.limit=4", "distill.max_tokens=48", "annotate.limit=4", "annotate.max_tokens=48",
+    "export.max_prompt_tokens=448", "predict.max_tokens=16", "predict.batch_size=39",
+    "train_rationalizer.max_steps=2", "train_rationalizer.save_steps=1",
+    "train_rationalizer.max_length=640",
+    "train_students.student-cot.max_steps=2", "train_students.student-cot.save_steps=1",
+    "train_students.student-cot.max_length=640",
+    "train_students.student-nocot.max_steps=2", "train_students.student-nocot.save_steps=1",
+    "train_students.student-nocot.max_length=640",
+]  # fmt: skip
+STEPS = [
+    "audit", "seed", "distill", "export-rationalizer", "train-rationalizer", "annotate",
+    "export-student-cot", "export-student-nocot", "train-student-cot", "train-student-nocot",
+    "predict-cot", "predict-nocot", "report",
+]  # fmt: skip
+
+
+def _args(run: Path, *extra: str) -> list[str]:
+    sets = [part for value in [*CI_SIZE, *extra] for part in ("--set", value)]
+    return [*RATIONALE, "run", "--config", "demo", "--run", str(run), *sets]
+
+
+def _run(run: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(_args(run, *extra), capture_output=True, text=True, env=env, timeout=1500)
+
+
+def _artifacts(run: Path) -> dict[str, str]:
+    """What a run produced, by relative path: record files as sorted lines (appends arrive in
+    any order; the run's own folder, which model paths hold, written as <run>), model weights
+    and official prediction files by hash; timings, manifests and clocks left out."""
+    found: dict[str, str] = {}
+    for path in sorted(run.rglob("*")):
+        relative = str(path.relative_to(run))
+        if not path.is_file() or "checkpoint-" in relative:
+            continue
+        if path.suffix == ".jsonl" and "timings" not in path.name:
+            text = path.read_text().replace(str(run.resolve()), "<run>")  # models are paths
+            found[relative] = "\n".join(sorted(text.splitlines()))
+        elif path.name == "model.safetensors" or path.name.startswith("predict_dev"):
+            found[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+@pytest.fixture(scope="module")
+def demo_outputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """One uninterrupted run, and its artifacts as it left them."""
+    run = tmp_path_factory.mktemp("pipeline") / "demo"
+    result = _run(run)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run, _artifacts(run)
+
+
+@pytest.fixture
+def demo_run(demo_outputs: tuple[Path, dict[str, str]]) -> Path:
+    return demo_outputs[0]
+
+
+@pytest.mark.slow
+def test_every_stage_produced_and_the_artifacts_agree(demo_run: Path) -> None:
+    state = json.loads((demo_run / "pipeline.json").read_text())
+    assert list(state["steps"]) == STEPS
+    pool = {
+        entry.key: entry
+        for path in sorted((demo_run / "pool").glob("iteration_*.jsonl"))
+        for entry in read_jsonl(path, PoolEntry)
+    }
+    annotated = read_jsonl(demo_run / "annotate" / "rationales.jsonl", AcceptedRationale)
+    train = load_split("demo:train")
+    expected = {key for key in pool if train.has_database(train.example(key[1]).db_id)}
+    expected |= {a.key for a in annotated}
+
+    def questions(kind: str) -> set[tuple[str, int]]:
+        folder = demo_run / "export" / kind
+        rows = [
+            json.loads(line)
+            for name in ("train.jsonl", "validation.jsonl")
+            if (folder / name).exists()
+            for line in (folder / name).read_text().splitlines()
+        ]
+        return {(row["split"], row["question_id"]) for row in rows}
+
+    def left_out(kind: str) -> int:
+        counts = json.loads((demo_run / "export" / kind / "export.json").read_text())["counts"]
+        return sum(count for reason, count in counts.items() if reason.startswith("left out"))
+
+    # pool + annotations = the CoT dataset (but for prompts over the budget, counted); the
+    # no-CoT dataset holds the same questions
+    cot = questions("student-cot")
+    assert cot == questions("student-nocot") and cot <= expected
+    assert len(cot) + left_out("student-cot") == len(expected)
+    rationalizer = questions("rationalizer")
+    assert rationalizer <= set(pool) & expected
+    assert len(rationalizer) + left_out("rationalizer") == len(set(pool) & expected)
+    for kind in ("rationalizer", "student-cot", "student-nocot"):
+        manifest = json.loads((demo_run / "models" / kind / "training_manifest.json").read_text())
+        assert manifest["steps"] == 2 and manifest["dataset"]["kind"] == kind
+    dev = load_split("demo:dev")
+    report = json.loads((demo_run / "report" / "report.json").read_text())
+    for system in report["systems"]:
+        file = demo_run / "predict" / system["name"] / "predict_dev.json"
+        positions = {int(key) for key in json.loads(file.read_text())}
+        assert positions == set(range(len(dev.examples)))  # every dev question answered
+        again = evaluate(dev, file, gold_cache=GoldCache())  # an independent re-evaluation
+        assert system["summary"]["metrics"]["ex"] == pytest.approx(again.summary.metrics["ex"])
+    assert report["gold_ceiling"]["metrics"]["ex"]["total"] == pytest.approx(100.0)
+    assert (demo_run / "report" / "ex_by_difficulty.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_a_second_run_skips_and_a_changed_section_reruns_what_follows(demo_run: Path) -> None:
+    before = _artifacts(demo_run)
+    again = _run(demo_run)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("skipped (unchanged)") == len(STEPS)
+    assert _artifacts(demo_run) == before
+    changed = _run(demo_run, "report.resamples=500")
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "report: its 'report' section changed since it ran" in changed.stderr
+    rows = {
+        line.split("│")[1].strip(): line
+        for line in changed.stderr.splitlines()
+        if line.count("│") >= 4 and line.split("│")[1].strip() in STEPS
+    }
+    assert all("skipped" in rows[step] for step in STEPS[:-1]) and "re-ran" in rows["report"]
+    # a step that runs again drops the records of every step after it, even with --only
+    subprocess.run(
+        [*_args(demo_run, "report.resamples=500", "seed.keep_unverified=true"), "--only", "seed"],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    state = json.loads((demo_run / "pipeline.json").read_text())["steps"]
+    assert list(state) == ["audit", "seed"]
+
+
+@pytest.mark.slow
+def test_killed_in_the_middle_a_run_ends_with_the_same_artifacts(
+    demo_outputs: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    reference = demo_outputs[1]
+    run = tmp_path / "killed"
+    process = subprocess.Popen(_args(run), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoint = run / "models" / "rationalizer" / "checkpoint-1" / "trainer_state.json"
+    deadline = time.monotonic() + 900
+    while not checkpoint.exists():  # in the middle of training the rationalizer
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert not (run / "models" / "rationalizer" / "model.safetensors").exists()
+    resumed = _run(run)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _artifacts(run) == reference
+
+
+def test_a_bad_pipeline_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    from rationale.config import ConfigError
+    from rationale.pipeline import build_steps, find_pipeline, select
+    from rationale.run_dir import RunDir
+
+    run = RunDir(tmp_path / "r")
+    with pytest.raises(ConfigError, match=r"section 'distill': limitt: Extra inputs"):
+        build_steps(load_pipeline("demo", ["distill.limitt=3"]), run)
+    with pytest.raises(ConfigError, match="pipeline 'nope' not found"):
+        load_pipeline("nope", [])
+    with pytest.raises(ConfigError, match=r"expected SECTION\.KEY=VALUE"):
+        load_pipeline("demo", ["distill.limit"])
+    steps = build_steps(load_pipeline("demo", []), run)
+    assert [step.name for step in steps] == STEPS
+    with pytest.raises(ConfigError, match="no step 'predicts'"):
+        select(steps, ["predicts"], None)
+    assert [s.name for s in select(steps, ["predict"], None)] == ["predict-cot", "predict-nocot"]
+    assert [s.name for s in select(steps, [], "annotate")] == STEPS[5:]
+    config = yaml.safe_load(find_pipeline("demo").read_text())
+    broken = tmp_path / "pipeline.yaml"
+    broken.write_text(yaml.safe_dump({**config, "train": str(tmp_path / "nowhere")}))
+    result = subprocess.run(
+        [*RATIONALE, "run", "--config", str(broken), "--run", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "nowhere" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
