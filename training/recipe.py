@@ -48,6 +48,7 @@ RESUMABLE_KEYS = frozenset(
         "disable_tqdm",
         "dataloader_num_workers",
         "output_dir",
+        "keep_checkpoints",
     }
 )
 
@@ -69,6 +70,14 @@ class RecipeOptions:
             "help": "The kind of dataset this recipe trains on: "
             + ", ".join(DATASET_KINDS)
             + ". An exported dataset of another kind is refused."
+        },
+    )
+    keep_checkpoints: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the checkpoint-N folders once the run has finished. Each holds the "
+            "weights and the optimizer state (about 3x the model), so by default they are "
+            "removed after the final model, trainer_state.json and the manifest are written."
         },
     )
 

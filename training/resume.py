@@ -46,3 +46,12 @@ def remove_incomplete_checkpoints(output_dir: Path) -> list[Path]:
     for folder in removed:
         shutil.rmtree(folder, ignore_errors=True)
     return removed
+
+
+def remove_checkpoints(output_dir: Path) -> list[Path]:
+    """Delete every checkpoint folder of a finished run (the final model is saved beside
+    them); return them."""
+    removed = [folder for _, folder, _ in checkpoints(output_dir)]
+    for folder in removed:
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed

@@ -47,7 +47,11 @@ from training.recipe import (
     resolve_recipe,
     split_config_argument,
 )
-from training.resume import last_complete_checkpoint, remove_incomplete_checkpoints
+from training.resume import (
+    last_complete_checkpoint,
+    remove_checkpoints,
+    remove_incomplete_checkpoints,
+)
 
 if TYPE_CHECKING:
     from transformers import TrainerCallback
@@ -84,6 +88,14 @@ class PreparedRun:
     @property
     def is_main_process(self) -> bool:
         return self.recipe.sft.process_index == 0
+
+
+def _quiet_transformers() -> None:
+    """transformers' own bars (loading weights, writing shards) would interleave with the
+    progress lines this entry point prints."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def _is_main_process() -> bool:
@@ -282,6 +294,7 @@ def train(
     passes through `resolve_model` first when given (local names to folders).
     """
     started = time.monotonic()
+    _quiet_transformers()
     run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
     finished = check_output_dir(run)
     if finished is not None:
@@ -382,8 +395,11 @@ def train(
         wall_time_s=round(time.monotonic() - started, 1),
         versions=package_versions(),
     )
+    trainer.save_state()  # the log history outlives the checkpoints
     if run.is_main_process:
         write_manifest(run.output_dir, manifest)
+        if not run.recipe.options.keep_checkpoints:
+            remove_checkpoints(run.output_dir)
     if hasattr(trainer, "end"):
         trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
     return manifest
