@@ -17,8 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bird_root() -> Path:
+    # Absolute, so tests that symlink into it or run a command elsewhere still find it.
     configured = os.environ.get("BIRD_ROOT")
-    return Path(configured) if configured else REPO_ROOT.parent / "shared" / "bird"
+    return (Path(configured) if configured else REPO_ROOT.parent / "shared" / "bird").resolve()
 
 
 def _require(path: Path, what: str) -> Path:
