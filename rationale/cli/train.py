@@ -10,17 +10,24 @@ from rationale.stages.train import TrainingUnavailable
 
 HELP = """Fine-tune a model on an exported dataset with TRL, as a YAML recipe says.
 
-rationale train --recipe RECIPE [--dataset DIR] [--output-dir DIR] [--max-steps N]
-[--any_recipe_key VALUE ...]. RECIPE is a file or a shipped recipe (rationalizer-tiny,
-student-cot-tiny, student-nocot-tiny, and GPU recipes: see training/README.md). Local model
-names such as smollm2-135m become their prepared folders. Re-running on the same output
-folder resumes from the last checkpoint. Under accelerate: accelerate launch -m
-training.sft --config RECIPE ...
+usage: rationale train --recipe RECIPE [--dataset DIR] [--output-dir DIR] [--max-steps N]
+                       [--any_recipe_key VALUE ...]
+
+Any key of TRL's SFTConfig or ModelConfig (learning_rate, per_device_train_batch_size,
+max_length, packing, use_peft, ...), or dataset, dataset_kind, keep_checkpoints, can be set
+in the recipe or given here as --key value. RECIPE is a file or a shipped recipe
+(rationalizer-tiny, student-cot-tiny, student-nocot-tiny, and GPU recipes: see
+training/README.md). Local model names such as smollm2-135m become their prepared folders.
+Re-running on the same output folder resumes from the last checkpoint. Under accelerate:
+accelerate launch -m training.sft --config RECIPE ...
 """
 
 
 @reporting_errors
 def command(ctx: typer.Context) -> None:
+    if any(arg in ("-h", "--help") for arg in ctx.args):
+        typer.echo(HELP.strip())  # this command's spelling, not the bare entry point's
+        return
     try:
         from training.sft import main
     except ImportError as error:

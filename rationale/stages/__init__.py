@@ -7,8 +7,10 @@ Every stage is one module with one pydantic config and one `run` function:
 
 A pipeline stage reads and writes records in a run directory (`rationale.run_dir`),
 records its resolved config and a manifest there, and resumes what a kill interrupted.
-A tool reads and writes the files it is given. `STAGES` is the order the one-command
-pipeline walks; the command line derives every stage's options from its config.
+A tool reads and writes the files it is given. `STAGES` lists the run-directory stages in
+the order of their first step in `rationale run` (`rationale.pipeline` composes the steps:
+export runs once per dataset kind, and the tools `train`, `predict` and `report` run on the
+run directory's folders); the command line derives every stage's options from its config.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ STAGES: tuple[Stage, ...] = (
     Stage(audit.NAME, audit.AuditConfig, audit.run, in_run_dir=True),
     Stage(seed.NAME, seed.SeedConfig, seed.run, in_run_dir=True),
     Stage(distill.NAME, distill.DistillConfig, distill.run, in_run_dir=True),
-    Stage(annotate.NAME, annotate.AnnotateConfig, annotate.run, in_run_dir=True),
     Stage(export.NAME, export.ExportConfig, export.run, in_run_dir=True),
+    Stage(annotate.NAME, annotate.AnnotateConfig, annotate.run, in_run_dir=True),
 )
 TOOLS: tuple[Stage, ...] = (
     Stage(decompose.NAME, decompose.DecomposeConfig, decompose.run, in_run_dir=False),

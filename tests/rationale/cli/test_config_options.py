@@ -128,3 +128,10 @@ def test_a_resolved_run_config_can_be_passed_back(tmp_path: Path, train_dir: Pat
     assert result.exit_code == 0, result.output
     recorded = yaml.safe_load((run / "config.yaml").read_text())["seed"]
     assert _resolved(["seed", "--config", str(run / "config.yaml")]) == recorded
+
+
+def test_train_help_speaks_of_this_command_and_the_recipe_keys() -> None:
+    result = CliRunner().invoke(app, ["train", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "usage: rationale train --recipe RECIPE" in result.stdout
+    assert "keep_checkpoints" in result.stdout and "python -m training.sft" not in result.stdout
