@@ -93,7 +93,9 @@ def prepare_model(name: str, cache_dir: Path | None = None, force: bool = False)
     source = gguf_path(spec)
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # a one-off conversion: no loading bars
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
     staging.chmod(0o755)  # mkdtemp makes it private; the model folder is ordinary data

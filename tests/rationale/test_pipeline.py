@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from rationale.pipeline import load_pipeline
 from rationale.records import AcceptedRationale, PoolEntry
 from rationale.run_dir import read_jsonl
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 RATIONALE = [sys.executable, "-c", "from rationale.cli import app; app()"]
 # The demo pipeline, smaller still: a few questions for the generating stages, two training
 # steps per model; the students still answer every dev question.
@@ -217,3 +219,15 @@ def test_a_bad_pipeline_is_refused_before_anything_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2 and "nowhere" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_the_readme_commands_are_what_this_file_and_ci_run() -> None:
+    """The README's first command installs as CI does and runs the pipeline tested here (at
+    full demo size); its test command is the one CI runs."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    install_and_run, test_command = re.findall(r"```bash\n(.*?)\n```", readme, re.S)[:2]
+    parts = [part.strip() for part in install_and_run.split("&&")]
+    assert parts[:3] == ["python3 -m venv .venv", ". .venv/bin/activate", "bash scripts/install.sh"]
+    assert parts[3].split() == ["rationale", "run", "--config", "demo", "--run", "runs/demo"]
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert "bash scripts/install.sh" in ci and test_command.strip() in ci.splitlines()
