@@ -199,13 +199,15 @@ def _check_seeds(
 
 
 def _bootstrap_entries(
-    split: BirdSplit, config: SeedConfig, taken: set[int]
+    split: BirdSplit, config: SeedConfig, taken: set[int], progress: ProgressCallback
 ) -> tuple[list[PoolEntry], int, int]:
     """Validated structured decompositions of executable examples not already seeded."""
     from rationale.stages.decompose import decompose_examples
 
     examples = [e for e in split.executable_examples() if e.question_id not in taken]
-    records, _ = decompose_examples(split, examples, workers=config.workers, timeout=config.timeout)
+    records, _ = decompose_examples(
+        split, examples, workers=config.workers, timeout=config.timeout, progress=progress
+    )
     by_id = {example.question_id: example for example in examples}
     added: list[PoolEntry] = []
     fallbacks = failed = 0
@@ -255,9 +257,8 @@ def _run(
     fallbacks = failed = 0
     bootstrap: list[PoolEntry] = []
     if config.bootstrap == "decompose":
-        progress("decomposing and validating executable examples", 0, None)
         bootstrap, fallbacks, failed = _bootstrap_entries(
-            split, config, {entry.question_id for entry in entries}
+            split, config, {entry.question_id for entry in entries}, progress
         )
     pool = entries + bootstrap
     pool_path = run_dir.pool_path(0)
