@@ -17,6 +17,7 @@ from rationale.stages.export import ExportConfig
 from rationale.stages.export import run as export
 from rationale.stages.seed import SeedConfig
 from rationale.stages.seed import run as seed
+from rationale.task_prompt import task_prompt
 
 BUDGET = 700  # tokens: below beer_factory's full schema, so some prompts are cut
 
@@ -164,3 +165,37 @@ def test_a_changed_split_is_refused(seeded_run: RunDir, train_dir: Path, tmp_pat
     (copy / "train.json").write_text(json.dumps(questions))
     with pytest.raises(RunConfigError, match="gold SQL"):
         export(ExportConfig(kind="rationalizer", data=copy, out=tmp_path / "o"), seeded_run)
+
+
+def test_a_prompt_over_the_budget_even_with_the_shortest_schema_is_left_out_and_counted(
+    seeded_run: RunDir, train_dir: Path, tmp_path: Path, tokenizer
+) -> None:
+    from bird.data import load_split
+    from rationale.task_prompt import _MIN_SCHEMA_CHARS, TaskPrompter
+
+    split = load_split(train_dir)
+    pool = read_jsonl(seeded_run.pool_path(0), PoolEntry)
+    shortest = TaskPrompter("rationalizer", split, tokenizer=tokenizer)
+    sizes = {
+        entry.question_id: shortest.tokens(
+            task_prompt(
+                "rationalizer",
+                split.example(entry.question_id),
+                shortest.schema_text(entry.db_id, _MIN_SCHEMA_CHARS),
+            )
+        )
+        for entry in pool
+    }
+    budget = sorted(sizes.values())[len(sizes) // 2]  # half the questions cannot fit
+    report = export(
+        ExportConfig(kind="rationalizer", out=tmp_path / "o", max_prompt_tokens=budget),
+        seeded_run,
+    )
+    too_long = {question for question, size in sizes.items() if size > budget}
+    assert 0 < len(too_long) < len(pool)
+    assert report.counts[
+        "left out: prompt over max_prompt_tokens even with the shortest schema"
+    ] == (len(too_long))
+    rows = _rows(tmp_path / "o", "train") + _rows(tmp_path / "o", "validation")
+    assert {row["question_id"] for row in rows} == set(sizes) - too_long
+    assert all(_tokens(tokenizer, row["prompt"]) <= budget for row in rows)
