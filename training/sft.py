@@ -304,6 +304,12 @@ def train(
         _say(f"note: {note}")
 
     checkpoint = last_complete_checkpoint(run.output_dir)
+    if checkpoint is None and read_manifest(run.output_dir) is not None:
+        _say(
+            f"{run.output_dir} holds a finished run of other settings and no checkpoint (they "
+            "are removed when a run finishes; keep_checkpoints: true keeps them): training "
+            "from step 0"
+        )
     if run.is_main_process:
         for folder in remove_incomplete_checkpoints(run.output_dir):
             _say(f"removed {folder.name}: a kill left it incomplete")
