@@ -6,7 +6,7 @@ import typer
 
 from rationale.cli.common import reporting_errors
 from rationale.llm.models import resolve_model
-from rationale.stages.train import TrainingUnavailable
+from rationale.stages.train import training_modules
 
 HELP = """Fine-tune a model on an exported dataset with TRL, as a YAML recipe says.
 
@@ -28,14 +28,8 @@ def command(ctx: typer.Context) -> None:
     if any(arg in ("-h", "--help") for arg in ctx.args):
         typer.echo(HELP.strip())  # this command's spelling, not the bare entry point's
         return
-    try:
-        from training.sft import main
-    except ImportError as error:
-        raise TrainingUnavailable(
-            f"training needs the 'train' extra ({error.name} is missing): "
-            "pip install 'sql-rationale[train]'"
-        ) from None
-    code = main([_recipe_flag(arg) for arg in ctx.args], resolve_model=resolve_model)
+    _, sft = training_modules()
+    code = sft.main([_recipe_flag(arg) for arg in ctx.args], resolve_model=resolve_model)
     if code:
         raise typer.Exit(code)
 

@@ -42,7 +42,8 @@ class TrainConfig(StageConfig):
         return value.expanduser().resolve()
 
 
-def _training() -> Any:
+def training_modules() -> Any:
+    """The `training` package's recipe and sft modules, or TrainingUnavailable."""
     try:
         from training import recipe, sft
     except ImportError as error:
@@ -54,7 +55,7 @@ def _training() -> Any:
 
 
 def recipe_path(name_or_path: str) -> Path:
-    recipe, _ = _training()
+    recipe, _ = training_modules()
     return Path(recipe.find_recipe(name_or_path))
 
 
@@ -74,7 +75,7 @@ class TrainReport(BaseModel):
 
 def run(config: TrainConfig, *, progress: ProgressCallback = no_progress) -> TrainReport:
     """Train (or resume, or find finished) the run `config` describes."""
-    _, sft = _training()
+    _, sft = training_modules()
     progress.log(f"training {config.recipe} on {config.dataset} -> {config.output_dir}")
     manifest = sft.train(
         str(recipe_path(config.recipe)),
