@@ -9,3 +9,8 @@ class TrainingInputError(ValueError):
     The message is one line that names what is wrong and, where it helps, what to do instead;
     `training.sft.main` prints it without a traceback.
     """
+
+
+class TrainingFailed(RuntimeError):
+    """A training process ended with an error that is not the user's input (out of memory, a
+    crash, a killed worker). The message is one line with the cause and the log file."""

@@ -12,6 +12,7 @@ value depends on the hardware are chosen here unless the recipe sets them:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +37,30 @@ def cpu_supports_bf16() -> bool:
     cpu = torch.cpu
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def cuda_problem() -> str | None:
+    """Why this process cannot train on a CUDA GPU, or None when it can. Cheap: no model,
+    no download, only torch's own view of the machine."""
+    import torch
+
+    if torch.version.cuda is None:
+        return (
+            f"torch {torch.__version__} is a CPU build (torch.version.cuda is None): install "
+            "a CUDA build of torch on this node (e.g. from download.pytorch.org/whl/cu128)"
+        )
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        hint = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+        return f"torch {torch.__version__} sees no CUDA device{hint}: no GPU or no driver"
+    return None
+
+
+def visible_gpu_count() -> int:
+    """CUDA devices this process may use (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def detect_hardware(force_cpu: bool = False) -> Hardware:

@@ -31,8 +31,19 @@ class DatasetRecord(BaseModel):
     validation_rows: int
 
 
+class LossPoint(BaseModel):
+    """One logged loss: the optimizer step it was logged at and its value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int
+    loss: float
+
+
 class TrainingManifest(BaseModel):
-    """One finished training run. Losses are per completion token (prompt tokens masked)."""
+    """One finished training run. Losses are per completion token (prompt tokens masked).
+
+    Fields added after the first release have defaults, so older manifests still load."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -59,6 +70,11 @@ class TrainingManifest(BaseModel):
     dropped_examples: int
     wall_time_s: float
     versions: dict[str, str]
+    world_size: int = 1
+    launch: str | None = None  # how the training process(es) were started
+    weights_dtype: str | None = None  # the dtype the weights were loaded and updated in
+    train_losses: list[LossPoint] = []
+    eval_losses: list[LossPoint] = []  # validation loss by step (the learning curve)
 
 
 def package_versions() -> dict[str, str]:

@@ -80,15 +80,47 @@ class RecipeOptions:
             "removed after the final model, trainer_state.json and the manifest are written."
         },
     )
+    requires_gpu: bool = field(
+        default=False,
+        metadata={
+            "help": "This recipe only makes sense on CUDA GPUs (a 7B model): on a machine "
+            "without one, or with a CPU build of torch, it is refused before anything loads."
+        },
+    )
+    accelerate_config: str | None = field(
+        default=None,
+        metadata={
+            "help": "The accelerate config the launcher uses: a file, or a shipped one by name "
+            "(ddp, zero2, zero3, fsdp). Without it, several processes use ddp."
+        },
+    )
+    num_processes: int | None = field(
+        default=None,
+        metadata={
+            "help": "Training processes on this machine (one per GPU). Default: every visible "
+            "GPU, or 1 on a CPU. More than 1 on a CPU runs DDP over gloo."
+        },
+    )
 
 
 @dataclass(frozen=True)
 class RecipeSource:
     """A recipe as the user gave it: the file, and the keys set there or on the command line
-    (typed, command line winning), in the order they were written."""
+    (typed, command line winning), in the order they were written; `file_values` are the
+    file's keys alone, so a launcher can pass a child process only what differs."""
 
     path: Path
     values: dict[str, Any]
+    file_values: dict[str, Any] = field(default_factory=dict)
+
+    def given_beyond_file(self) -> dict[str, Any]:
+        """The keys set on the command line or from Python, or set to another value there."""
+        missing = object()
+        return {
+            key: value
+            for key, value in self.values.items()
+            if _plain(self.file_values.get(key, missing)) != _plain(value)
+        }
 
 
 @dataclass
@@ -279,7 +311,7 @@ def parse_recipe_args(argv: list[str], overrides: Mapping[str, Any] | None = Non
         raise _unknown_keys_error(unknown_given, known, "the overrides")
     for key, value in given.items():
         values[key] = parser.typed(key, value, "override")
-    return RecipeSource(path=path, values=values)
+    return RecipeSource(path=path, values=values, file_values=file_values)
 
 
 def resolve_recipe(source: RecipeSource, decided: dict[str, Any]) -> Recipe:

@@ -14,6 +14,7 @@ and exit code 2.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -33,14 +34,17 @@ from training.lora import merge_adapter, remove_adapter
 from training.manifest import (
     RECIPE_NAME,
     DatasetRecord,
+    LossPoint,
     TrainingManifest,
     package_versions,
     read_manifest,
     write_atomic,
     write_manifest,
 )
+from training.process import LAUNCH_ENV, OVERRIDES_FLAG, die_with_parent, is_deepspeed_config
 from training.recipe import (
     Recipe,
+    RecipeSource,
     differing_keys,
     parse_recipe_args,
     recipe_yaml,
@@ -80,6 +84,13 @@ class PreparedRun:
     data: TrainingData
     hardware: Hardware
     notes: list[str]
+    source: RecipeSource
+
+    @property
+    def given(self) -> dict[str, Any]:
+        """The keys given beyond the recipe file (flags, overrides): what a launcher passes
+        on to the process that trains."""
+        return self.source.given_beyond_file()
 
     @property
     def output_dir(self) -> Path:
@@ -174,8 +185,43 @@ def prepare_run(
     decided.update(hardware_defaults(hardware, values))
     decided.update(_run_defaults(values, data))
     notes = _eval_notes(values, data)
+    decided.update(_master_weight_dtype(values, decided, notes))
     check_batching({**values, **decided})
-    return PreparedRun(resolve_recipe(source, decided), data, hardware, notes)
+    return PreparedRun(resolve_recipe(source, decided), data, hardware, notes, source)
+
+
+HALF_DTYPES = ("bfloat16", "float16", "bf16", "fp16", "half")
+
+
+def uses_deepspeed(values: dict[str, Any]) -> bool:
+    """DeepSpeed keeps fp32 master weights itself: under `accelerate launch` with a DeepSpeed
+    config (which sets ACCELERATE_USE_DEEPSPEED), a recipe's own `deepspeed` key, or a recipe
+    whose `accelerate_config` is a DeepSpeed one (what the launcher will start)."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true" or values.get("deepspeed"):
+        return True
+    name = values.get("accelerate_config")
+    return bool(name) and is_deepspeed_config(str(name))
+
+
+def _master_weight_dtype(
+    values: dict[str, Any], decided: dict[str, Any], notes: list[str]
+) -> dict[str, Any]:
+    """Mixed precision means bf16 compute over fp32 weights. Weights loaded in bf16 and
+    updated by plain AdamW lose most updates to rounding at small learning rates (1e-5 on
+    weights near 1 is below bf16's resolution), so full fine-tuning loads them in fp32
+    unless DeepSpeed keeps its own fp32 copy. LoRA trains small fp32 adapters (PEFT casts
+    them) over frozen half weights: nothing to change there."""
+    merged = {**values, **decided}
+    dtype = str(merged.get("dtype") or "auto")
+    mixed = bool(merged.get("bf16") or merged.get("fp16"))
+    if dtype not in HALF_DTYPES or not mixed or merged.get("use_peft") or uses_deepspeed(merged):
+        return {}
+    notes.append(
+        f"weights load in float32 instead of {dtype}: {'bf16' if merged.get('bf16') else 'fp16'}"
+        " autocast computes in half precision while AdamW updates fp32 master weights "
+        "(DeepSpeed keeps its own; without it, half-precision weights round small updates away)"
+    )
+    return {"dtype": "float32"}
 
 
 def _run_defaults(values: dict[str, Any], data: TrainingData) -> dict[str, Any]:
@@ -367,6 +413,16 @@ def train(
     eval_losses_start = [
         float(entry["eval_loss"]) for entry in history if "eval_loss" in entry and not entry["step"]
     ]
+    train_curve = [
+        LossPoint(step=int(entry["step"]), loss=float(entry["loss"]))
+        for entry in history
+        if "loss" in entry
+    ]
+    eval_curve = [
+        LossPoint(step=int(entry["step"]), loss=float(entry["eval_loss"]))
+        for entry in history
+        if "eval_loss" in entry
+    ]
     resumed_from = None
     if checkpoint is not None:
         resumed_from = int(checkpoint.name.rsplit("-", 1)[1])
@@ -400,6 +456,11 @@ def train(
         dropped_examples=dropped,
         wall_time_s=round(time.monotonic() - started, 1),
         versions=package_versions(),
+        world_size=int(sft.world_size),
+        launch=os.environ.get(LAUNCH_ENV) or _launched_by(),
+        weights_dtype=str(run.recipe.model.dtype or "auto"),
+        train_losses=train_curve,
+        eval_losses=eval_curve,
     )
     trainer.save_state()  # the log history outlives the checkpoints
     if run.is_main_process:
@@ -409,6 +470,15 @@ def train(
     if hasattr(trainer, "end"):
         trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
     return manifest
+
+
+def _launched_by() -> str:
+    """How this process was started, when not by training.launch."""
+    if os.environ.get("ACCELERATE_DYNAMO_BACKEND") is not None:
+        return "accelerate launch"
+    if os.environ.get("TORCHELASTIC_RUN_ID") is not None:
+        return "torchrun"
+    return "in process"
 
 
 def summary(manifest: TrainingManifest) -> str:
@@ -432,15 +502,40 @@ def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None =
     if any(token in ("-h", "--help") for token in argv):
         print(USAGE)
         return 0
+    if os.environ.get(LAUNCH_ENV):
+        die_with_parent()  # a rank of training.launch: never outlive the launcher
     try:
+        argv, overrides = _overrides_argument(argv)
         config, rest = split_config_argument(argv)
-        manifest = train(config, args=rest, resolve_model=resolve_model)
+        manifest = train(config, args=rest, resolve_model=resolve_model, **overrides)
     except TrainingInputError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
     if _is_main_process():
         print(summary(manifest), flush=True)
     return 0
+
+
+def _overrides_argument(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """`--overrides-json '{"key": value}'`, how training.launch passes typed keys to a child,
+    taken out of `argv`."""
+    rest: list[str] = []
+    overrides: dict[str, Any] = {}
+    tokens = iter(argv)
+    for token in tokens:
+        flag, has_value, inline = token.partition("=")
+        if flag != OVERRIDES_FLAG:
+            rest.append(token)
+            continue
+        raw = inline if has_value else next(tokens, "")
+        try:
+            loaded = json.loads(raw)
+        except json.JSONDecodeError as error:
+            raise TrainingInputError(f"{OVERRIDES_FLAG}: not JSON ({error})") from error
+        if not isinstance(loaded, dict):
+            raise TrainingInputError(f"{OVERRIDES_FLAG}: expected a JSON object of recipe keys")
+        overrides.update(loaded)
+    return rest, overrides
 
 
 if __name__ == "__main__":

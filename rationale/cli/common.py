@@ -26,7 +26,7 @@ from rationale.plots import PlotsUnavailable
 from rationale.retrieval import LeakageError
 from rationale.run_dir import InUseError, RecordFileError, RunConfigError
 from rationale.stages.seed import SeedFileError
-from rationale.stages.train import TrainingUnavailable
+from rationale.stages.train import TrainingRefused, TrainingRunFailed, TrainingUnavailable
 from rationale.stages.validate import InputError
 from rationale.task_prompt import PromptSettingsError
 from rationale.templates import PromptTemplateError
@@ -42,6 +42,7 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     PromptTemplateError,
     RecordFileError,
     SeedFileError,
+    TrainingRefused,
 )
 RUN_ERRORS: tuple[type[Exception], ...] = (
     GenerationError,
@@ -50,6 +51,7 @@ RUN_ERRORS: tuple[type[Exception], ...] = (
     ModelPreparationError,
     PlotsUnavailable,
     RunConfigError,
+    TrainingRunFailed,
     TrainingUnavailable,
 )
 

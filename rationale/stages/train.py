@@ -3,7 +3,10 @@
 A thin bridge to the `training` package (which imports nothing of this one): the recipe is
 found by name or path, local model names (`smollm2-135m`) become their prepared folders,
 and the run resumes from its last checkpoint or returns at once when the output folder
-already holds the same finished run.
+already holds the same finished run. Training always runs in child process(es) started by
+`training.launch` (one process, or `accelerate launch` with one per GPU), so the memory it
+holds is returned when the step ends; its progress lines are shown here and every line it
+prints is kept in `OUTPUT_DIR/train.log`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ class TrainingUnavailable(RuntimeError):
     """The training extra is not installed."""
 
 
+class TrainingRefused(ValueError):
+    """The recipe, dataset, model or output folder cannot be used as given (exit 2)."""
+
+
+class TrainingRunFailed(RuntimeError):
+    """A training process failed (out of memory, a crash); the message names its log."""
+
+
 class TrainConfig(StageConfig):
     """One fine-tuning run: a recipe, a dataset folder, an output folder, recipe overrides."""
 
@@ -43,20 +54,23 @@ class TrainConfig(StageConfig):
 
 
 def training_modules() -> Any:
-    """The `training` package's recipe and sft modules, or TrainingUnavailable."""
+    """The `training` package's recipe and launch modules, or TrainingUnavailable."""
     try:
-        from training import recipe, sft
+        from training import launch, recipe
     except ImportError as error:
         raise TrainingUnavailable(
             f"training needs the 'train' extra ({error.name} is missing): "
             "pip install 'sql-rationale[train]'"
         ) from None
-    return recipe, sft
+    return recipe, launch
 
 
 def recipe_path(name_or_path: str) -> Path:
     recipe, _ = training_modules()
-    return Path(recipe.find_recipe(name_or_path))
+    try:
+        return Path(recipe.find_recipe(name_or_path))
+    except ValueError as error:  # training.errors.TrainingInputError
+        raise TrainingRefused(str(error)) from None
 
 
 def with_recipe_hash(config: TrainConfig) -> TrainConfig:
@@ -74,16 +88,24 @@ class TrainReport(BaseModel):
 
 
 def run(config: TrainConfig, *, progress: ProgressCallback = no_progress) -> TrainReport:
-    """Train (or resume, or find finished) the run `config` describes."""
-    _, sft = training_modules()
+    """Train (or resume, or find finished) the run `config` describes, in child process(es)."""
+    _, launch = training_modules()
+    from training.errors import TrainingFailed, TrainingInputError
+
     progress.log(f"training {config.recipe} on {config.dataset} -> {config.output_dir}")
-    manifest = sft.train(
-        str(recipe_path(config.recipe)),
-        resolve_model=resolve_model,
-        dataset=str(config.dataset),
-        output_dir=str(config.output_dir),
-        **config.recipe_overrides,
-    )
+    try:
+        manifest = launch.launch(
+            str(recipe_path(config.recipe)),
+            resolve_model=resolve_model,
+            on_progress=progress.log,
+            dataset=str(config.dataset),
+            output_dir=str(config.output_dir),
+            **config.recipe_overrides,
+        )
+    except TrainingInputError as error:
+        raise TrainingRefused(str(error)) from None
+    except TrainingFailed as error:
+        raise TrainingRunFailed(str(error)) from None
     return TrainReport(
         output_dir=manifest.output_dir,
         steps=manifest.steps,
