@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import typer
+import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from rationale.cli.common import reporting_errors
-from rationale.config import config_yaml, read_config_file, resolve_config
+from rationale.config import ConfigError, config_yaml, read_config_file, resolve_config
 
 _GIVEN = frozenset({"COMMANDLINE", "ENVIRONMENT"})
 STAGE_PANEL = "Stage options"
@@ -62,6 +63,8 @@ def _option_type(key: str, annotation: Any) -> Any:
     if origin is list:
         (member,) = get_args(annotation)
         return list[_option_type(key, member)]  # type: ignore[misc]
+    if origin is dict:  # a mapping is a repeatable KEY=VALUE flag
+        return list[str]
     return annotation
 
 
@@ -122,6 +125,20 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _mapping(flag: str, pairs: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` flags as a mapping, each value read as YAML (numbers, booleans, lists)."""
+    mapping: dict[str, Any] = {}
+    for pair in pairs:
+        key, separator, raw = pair.partition("=")
+        if not separator or not key.strip():
+            raise ConfigError(f"--{flag} {pair!r}: expected KEY=VALUE")
+        try:
+            mapping[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--{flag} {pair!r}: the value is not YAML ({error})") from None
+    return mapping
+
+
 def config_command(
     model: type[BaseModel],
     section: str,
@@ -173,7 +190,10 @@ def config_command(
         for option in options:
             source = ctx.get_parameter_source(option.key)
             if source is not None and source.name in _GIVEN:
-                overrides[option.key] = _plain(values[option.key])
+                value = _plain(values[option.key])
+                if get_origin(model.model_fields[option.key].annotation) is dict:
+                    value = _mapping(option.flag, value)
+                overrides[option.key] = value
                 labels[option.key] = f"--{option.flag}"
         config = resolve_config(
             model,

@@ -9,7 +9,7 @@ flags. The fields in `RUNTIME_FIELDS` change speed or placement, not results.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,6 +36,9 @@ class BackendConfig(BaseModel):
             "device",
             "tensor_parallel_size",
             "data_parallel_size",
+            "gpu_memory_utilization",
+            "enforce_eager",
+            "engine_start_timeout",
             "cache_dir",
             "use_cache",
         }
@@ -69,6 +72,36 @@ class BackendConfig(BaseModel):
     device: str = Field(default="auto", description="hf: cpu, cuda, cuda:1 or auto.")
     tensor_parallel_size: int = Field(default=1, ge=1, description="vllm: GPUs per model copy.")
     data_parallel_size: int = Field(default=1, ge=1, description="vllm: model copies.")
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="vllm: share of each GPU's memory an engine may take (lower it on a "
+        "shared GPU, or when an engine fails to start for lack of memory).",
+    )
+    max_model_len: int | None = Field(
+        default=None,
+        ge=256,
+        description="vllm: longest prompt + answer in tokens (default: the model's own, "
+        "131k for Llama 3.x, which costs KV-cache memory).",
+    )
+    enforce_eager: bool = Field(
+        default=False,
+        description="vllm: no CUDA graphs (less memory, slower; try it when an engine fails "
+        "to start).",
+    )
+    engine_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="vllm: more keyword arguments of vllm.LLM, KEY=VALUE (value read as "
+        "YAML); repeat for several (e.g. quantization=fp8, kv_cache_dtype=fp8).",
+        json_schema_extra={"flag": "engine-option"},
+    )
+    engine_start_timeout: float = Field(
+        default=1800.0,
+        gt=0,
+        description="vllm: seconds an engine may take to load its model before the step "
+        "gives up (a 70B model from a cold disk takes minutes).",
+    )
     cache_dir: Path | None = Field(
         default=None,
         description="Response cache folder (default: $SQL_RATIONALE_CACHE/responses or "
@@ -118,6 +151,11 @@ class BackendConfig(BaseModel):
                 device=self.device,
                 tensor_parallel_size=self.tensor_parallel_size,
                 data_parallel_size=self.data_parallel_size,
+                gpu_memory_utilization=self.gpu_memory_utilization,
+                max_model_len=self.max_model_len,
+                enforce_eager=self.enforce_eager,
+                engine_options=self.engine_options,
+                engine_start_timeout=self.engine_start_timeout,
             ),
         )
 

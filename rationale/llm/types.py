@@ -37,6 +37,12 @@ class SamplingParams(BaseModel):
     max_tokens: int = Field(default=512, ge=1)
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    stop_after_block: str | None = Field(
+        default=None,
+        description="End the answer once a fenced code block closes after this text (case "
+        "insensitive; '' for any block): the answer formats end that way, and small models "
+        "seldom emit their end token.",
+    )
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -49,8 +55,10 @@ class SamplingParams(BaseModel):
         return None if self.seed is None else self.seed + sample_index
 
     def cache_identity(self) -> dict[str, object]:
-        """The parameters that change what one sample looks like (everything but `n`)."""
-        return self.model_dump(exclude={"n"}, mode="json")
+        """The parameters that change what one sample looks like (everything but `n`; the
+        block rule only when set, so answers cached before it existed keep their keys)."""
+        exclude = {"n"} if self.stop_after_block is not None else {"n", "stop_after_block"}
+        return self.model_dump(exclude=exclude, mode="json")
 
 
 class GenerationRequest(BaseModel):
@@ -123,6 +131,49 @@ class SampleJob(BaseModel):
 
     request: GenerationRequest
     sample_indices: tuple[int, ...]
+
+
+FENCE = "```"
+
+
+def end_of_block_after(text: str, marker: str) -> int | None:
+    """The index just past the first fenced code block that closes after `marker` (searched
+    case-insensitively; '' matches at the start), or None while no such block is complete.
+    Fences count at the start of a line only, as Markdown reads them."""
+    start = 0
+    if marker:
+        found = text.lower().find(marker.lower())
+        if found < 0:
+            return None
+        start = found + len(marker)
+    opened: int | None = None
+    position = start
+    while True:
+        fence = text.find(FENCE, position)
+        if fence < 0:
+            return None
+        at_line_start = fence == 0 or text[fence - 1] == "\n"
+        if at_line_start:
+            if opened is None:
+                opened = fence
+            else:
+                line_end = text.find("\n", fence)
+                closing = text[fence + len(FENCE) : line_end if line_end >= 0 else len(text)]
+                if not closing.strip():  # a bare closing fence, not a new opening one
+                    return line_end if line_end >= 0 else len(text)
+        position = fence + len(FENCE)
+
+
+def cut_answer(text: str, sampling: SamplingParams) -> tuple[str, bool]:
+    """A finished sample as every backend returns it: cut before the first stop string,
+    then after the block `stop_after_block` asks for. Returns (text, was_cut)."""
+    text, was_cut = truncate_at_stop(text, sampling.stop)
+    if sampling.stop_after_block is not None:
+        end = end_of_block_after(text, sampling.stop_after_block)
+        if end is not None and end < len(text.rstrip()):
+            return text[:end], True
+        was_cut = was_cut or end is not None
+    return text, was_cut
 
 
 def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:

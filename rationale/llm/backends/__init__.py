@@ -3,8 +3,8 @@ optional dependencies (torch, vLLM) load only where they are used."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Literal, get_args
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Literal, get_args
 
 from rationale.llm.backend import ChatBackend, GenerationError
 from rationale.llm.types import SampleJob, SampleOutput
@@ -52,6 +52,11 @@ def make_backend(
     device: str = "auto",
     tensor_parallel_size: int = 1,
     data_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    max_model_len: int | None = None,
+    enforce_eager: bool = False,
+    engine_options: Mapping[str, Any] | None = None,
+    engine_start_timeout: float = 1800.0,
 ) -> ChatBackend:
     """Build a backend from command-line style options; options a backend does not use are
     ignored."""
@@ -77,5 +82,10 @@ def make_backend(
             model,
             tensor_parallel_size=tensor_parallel_size,
             data_parallel_size=data_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enforce_eager=enforce_eager,
+            engine_options=dict(engine_options or {}),
+            start_timeout=engine_start_timeout,
         )
     raise ValueError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")

@@ -4,23 +4,33 @@ Samples that share sampling parameters (and seed) are batched together with left
 A seed is applied per batch (`torch.manual_seed(seed + sample_index)`), so a sampled
 (temperature > 0) output is reproducible for the same batch composition; greedy output
 does not depend on it.
+
+Generation stops for a row at its end token, at a stop string, or once the answer format
+is complete (`stop_after_block`: the closing fence of the SQL block), checked per token;
+and for every row at once when the backend is closed (Ctrl-C: the stage closes it), so
+an interrupted batch ends within a token instead of running to `max_tokens`. Closing also
+returns the model's memory (on a GPU, to the device).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rationale.llm.backend import GenerationError
 from rationale.llm.models import resolve_model
 from rationale.llm.types import (
     GenerationRequest,
     SampleJob,
     SampleOutput,
     SamplingParams,
-    truncate_at_stop,
+    cut_answer,
+    end_of_block_after,
 )
 
 
@@ -73,9 +83,17 @@ class HFBackend:
         eos = self.hf_model.generation_config.eos_token_id
         eos_ids = eos if isinstance(eos, list) else [eos]
         self._eos_ids = {i for i in [*eos_ids, self.tokenizer.eos_token_id] if i is not None}
+        self._cancel = threading.Event()
 
     def close(self) -> None:
+        """Stop a generate call in flight (at its next token) and free the model."""
+        self._cancel.set()
         self.hf_model = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
 
     def _batches(self, jobs: Sequence[SampleJob]) -> list[list[_Item]]:
         """Group samples by identical generation settings, then cut into batches; prompts of
@@ -89,6 +107,7 @@ class HFBackend:
                     sampling.top_p,
                     sampling.max_tokens,
                     sampling.stop,
+                    sampling.stop_after_block,
                     sampling.seed_for_sample(index),
                 )
                 groups[key].append(_Item(job.request, index))
@@ -127,17 +146,25 @@ class HFBackend:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if sampling.stop:
             options.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        with torch.inference_mode():
-            sequences = self.hf_model.generate(**encoded, **options)
         prompt_width = encoded["input_ids"].shape[1]
+        options["stopping_criteria"] = self._stopping_criteria(sampling, prompt_width)
+        model = self.hf_model
+        if model is None or self._cancel.is_set():
+            raise GenerationError("generation stopped: the backend was closed")
+        with torch.inference_mode():
+            sequences = model.generate(**encoded, **options)
+        if self._cancel.is_set():  # stopped mid-batch: these answers are incomplete
+            raise GenerationError("generation stopped: the backend was closed")
         prompt_lengths = encoded["attention_mask"].sum(dim=1).tolist()
         outputs: list[SampleOutput] = []
         for row, item in enumerate(items):
             generated = sequences[row, prompt_width:].tolist()
-            end = next((i for i, t in enumerate(generated) if t in self._eos_ids), None)
+            # the end token, or the padding generate puts after a row that stopped early
+            ends = self._eos_ids | {self.tokenizer.pad_token_id}
+            end = next((i for i, t in enumerate(generated) if t in ends), None)
             tokens = generated if end is None else generated[: end + 1]
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-            text, was_cut = truncate_at_stop(text, sampling.stop)
+            text, was_cut = cut_answer(text, sampling)
             outputs.append(
                 SampleOutput(
                     request_id=item.request.id,
@@ -149,6 +176,32 @@ class HFBackend:
                 )
             )
         return outputs
+
+    def _stopping_criteria(self, sampling: SamplingParams, prompt_width: int) -> Any:
+        """Per-token checks: the backend was closed (every row stops), or a row's answer is
+        complete (`stop_after_block`)."""
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        cancel, tokenizer, marker = self._cancel, self.tokenizer, sampling.stop_after_block
+
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                rows = input_ids.shape[0]
+                if cancel.is_set():
+                    return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+                done = torch.zeros(rows, dtype=torch.bool, device=input_ids.device)
+                if marker is None:
+                    return done
+                for row in range(rows):
+                    last = tokenizer.decode(input_ids[row, -2:])
+                    if "`" not in last:  # a block can only close on a fence token
+                        continue
+                    text = tokenizer.decode(input_ids[row, prompt_width:])
+                    done[row] = end_of_block_after(text, marker) is not None
+                return done
+
+        return StoppingCriteriaList([_Stop()])
 
     async def stream(self, jobs: Sequence[SampleJob]) -> AsyncIterator[SampleOutput]:
         for batch in self._batches(jobs):

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import httpx
 
 from rationale.llm.backend import GenerationError
-from rationale.llm.types import FinishReason, SampleJob, SampleOutput, truncate_at_stop
+from rationale.llm.types import FinishReason, SampleJob, SampleOutput, cut_answer
 
 NMode = Literal["auto", "native", "fanout"]
 
@@ -203,12 +203,12 @@ class OpenAIBackend:
         choices = sorted(data.get("choices") or [], key=lambda c: c.get("index", 0))
         usage = data.get("usage") or {}
         shares = _token_shares(usage.get("completion_tokens"), len(choices))
-        stop = unit.job.request.sampling.stop
+        sampling = unit.job.request.sampling
         outputs: list[SampleOutput] = []
         answered = zip(unit.indices, choices, shares, strict=False)  # fewer choices than asked
         for index, choice, tokens in answered:
             text = (choice.get("message") or {}).get("content") or ""
-            text, was_cut = truncate_at_stop(text, stop)
+            text, was_cut = cut_answer(text, sampling)
             reason = "stop" if was_cut else _finish_reason(choice.get("finish_reason"))
             outputs.append(
                 SampleOutput(
