@@ -12,6 +12,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel
 
@@ -315,26 +316,60 @@ def _render_table(
     return f"CREATE TABLE {quote_identifier(table.name)} (\n" + "\n".join(body) + "\n);"
 
 
-def render_schema(schema: DatabaseSchema, max_chars: int | None = None) -> str:
-    """CREATE TABLE statements with keys, descriptions and samples as comments.
+SchemaStyle = Literal["sql", "compact"]
+SCHEMA_STYLES: tuple[str, ...] = ("sql", "compact")
+
+
+def _compact_table(table: TableSchema) -> str:
+    """One line: `name(column TYPE, ...)`, primary and foreign keys inline."""
+    single_pk = table.primary_key[0] if len(table.primary_key) == 1 else None
+    references = {
+        column: f"{quote_identifier(key.ref_table)}({quote_identifier(target)})"
+        for key in table.foreign_keys
+        for column, target in zip(key.columns, key.ref_columns, strict=False)
+    }
+    parts = []
+    for column in table.columns:
+        part = quote_identifier(column.name) + (f" {column.type}" if column.type else "")
+        if column.name == single_pk:
+            part += " PRIMARY KEY"
+        if column.name in references:
+            part += f" REFERENCES {references[column.name]}"
+        parts.append(part)
+    if len(table.primary_key) > 1:
+        parts.append(f"PRIMARY KEY ({', '.join(map(quote_identifier, table.primary_key))})")
+    return f"{quote_identifier(table.name)}({', '.join(parts)})"
+
+
+def render_schema(
+    schema: DatabaseSchema, max_chars: int | None = None, style: SchemaStyle = "sql"
+) -> str:
+    """CREATE TABLE statements with keys, descriptions and samples as comments; or, in the
+    `compact` style, one line per table with its columns, types and keys only (about half
+    the tokens: for small models with short contexts).
 
     With `max_chars`, detail is dropped level by level (value descriptions, then samples, then
     column descriptions) and, if the bare schema still does not fit, trailing tables are left
     out with a note saying how many.
     """
     rendered = ""
-    for level in _DETAIL_LEVELS:
-        tables = [_render_table(table, **level) for table in schema.tables]
-        rendered = "\n\n".join(tables)
+    levels = _DETAIL_LEVELS if style == "sql" else _DETAIL_LEVELS[-1:]
+    for level in levels:
+        if style == "compact":
+            tables = [_compact_table(table) for table in schema.tables]
+        else:
+            tables = [_render_table(table, **level) for table in schema.tables]
+        rendered = ("\n" if style == "compact" else "\n\n").join(tables)
         if max_chars is None or len(rendered) <= max_chars:
             return rendered
     kept: list[str] = []
+    separator = "\n" if style == "compact" else "\n\n"
     for table_text in tables:
         omitted_after = len(tables) - len(kept) - 1
-        if len("\n\n".join([*kept, table_text]) + _omission_note(omitted_after)) > max_chars:
+        if len(separator.join([*kept, table_text]) + _omission_note(omitted_after)) > max_chars:
             break
         kept.append(table_text)
-    return "\n\n".join(kept) + _omission_note(len(tables) - len(kept))
+    return separator.join(kept) + _omission_note(len(tables) - len(kept))
 
 
 def _omission_note(omitted: int) -> str:

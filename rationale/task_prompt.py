@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from bird.data import BirdExample, BirdSplit
-from bird.schema import DatabaseSchema, load_schema, render_schema
+from bird.schema import DatabaseSchema, SchemaStyle, load_schema, render_schema
 from rationale.format import Rationale, render_rationale
 from rationale.llm.models import ModelPreparationError
 from rationale.templates import RenderedChat, render_chat, sql_block, template_hash
@@ -94,6 +94,7 @@ class TaskPrompter:
     max_prompt_tokens: int | None = None
     schema_max_chars: int | None = 12000
     sample_values: int = 3
+    schema_style: SchemaStyle = "sql"
     prompts_dir: Path | None = None
     cut: int = 0  # prompts whose schema was cut to fit the token budget
     over_budget: int = 0  # prompts over the budget even with the shortest schema
@@ -107,7 +108,9 @@ class TaskPrompter:
                 self._schemas[db_id] = load_schema(
                     self.split, db_id, sample_values=self.sample_values
                 )
-            self._texts[key] = render_schema(self._schemas[db_id], max_chars=max_chars)
+            self._texts[key] = render_schema(
+                self._schemas[db_id], max_chars=max_chars, style=self.schema_style
+            )
         return self._texts[key]
 
     def tokens(self, prompt: RenderedChat) -> int:
@@ -162,6 +165,7 @@ class PromptSettings(BaseModel):
     max_prompt_tokens: int | None = 2048
     schema_max_chars: int | None = 12000
     schema_sample_values: int = 3
+    schema_style: SchemaStyle = "sql"
     source: str = "config"  # where the settings were read
 
 
@@ -197,6 +201,7 @@ def dataset_prompt_settings(dataset: Path, kind: TaskKind) -> PromptSettings | N
         max_prompt_tokens=recorded.get("max_prompt_tokens"),
         schema_max_chars=recorded.get("schema_max_chars"),
         schema_sample_values=recorded.get("schema_sample_values", 3),
+        schema_style=recorded.get("schema_style", "sql"),
         source=str(path),
     )
 
@@ -232,6 +237,7 @@ def prompter_for(
         max_prompt_tokens=settings.max_prompt_tokens,
         schema_max_chars=settings.schema_max_chars,
         sample_values=settings.schema_sample_values,
+        schema_style=settings.schema_style,
         prompts_dir=prompts_dir,
     )
 
@@ -258,6 +264,11 @@ class PromptOptions(BaseModel):
         default=12000, ge=200, description="Schema characters at most when no dataset says."
     )
     schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
+    schema_style: SchemaStyle = Field(
+        default="sql",
+        description="Schema rendering when no dataset says: sql (CREATE TABLE with comments) "
+        "or compact (one line per table, about half the tokens).",
+    )
 
     def prompt_settings(self, model: str, kind: TaskKind) -> PromptSettings:
         """The settings `model` was trained with (dataset given, or named by the model's
@@ -278,4 +289,5 @@ class PromptOptions(BaseModel):
             max_prompt_tokens=self.max_prompt_tokens,
             schema_max_chars=self.schema_max_chars,
             schema_sample_values=self.schema_sample_values,
+            schema_style=self.schema_style,
         )

@@ -75,6 +75,8 @@ class TrainingManifest(BaseModel):
     weights_dtype: str | None = None  # the dtype the weights were loaded and updated in
     train_losses: list[LossPoint] = []
     eval_losses: list[LossPoint] = []  # validation loss by step (the learning curve)
+    best_step: int | None = None  # with early stopping: the step of the model kept
+    stopped_early: bool = False  # ended before max_steps / num_train_epochs
 
 
 def package_versions() -> dict[str, str]:

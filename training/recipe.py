@@ -94,6 +94,14 @@ class RecipeOptions:
             "(ddp, zero2, zero3, fsdp). Without it, several processes use ddp."
         },
     )
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={
+            "help": "Stop once the validation loss has not improved for this many evaluations "
+            "(eval_strategy epoch or steps, on the dataset's validation split); the model kept "
+            "is the one with the lowest validation loss."
+        },
+    )
     num_processes: int | None = field(
         default=None,
         metadata={

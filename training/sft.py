@@ -238,11 +238,41 @@ def _run_defaults(values: dict[str, Any], data: TrainingData) -> dict[str, Any]:
     for key, value in defaults.items():
         if key not in values:
             decided[key] = value
-    if data.validation is None:
+    if values.get("early_stopping_patience") is not None:
+        decided.update(_early_stopping_defaults(values, data))
+    elif data.validation is None:
         if values.get("eval_strategy", "no") != "no":
             decided["eval_strategy"] = "no"
         if values.get("eval_on_start"):
             decided["eval_on_start"] = False
+    return decided
+
+
+def _early_stopping_defaults(values: dict[str, Any], data: TrainingData) -> dict[str, Any]:
+    """What early stopping needs: evaluations on the validation split, a save at each one,
+    and the best checkpoint (lowest validation loss) loaded at the end."""
+    if data.validation is None:
+        raise TrainingInputError(
+            f"early_stopping_patience needs a validation split and {data.path} has none "
+            "(export with --eval-fraction above 0)"
+        )
+    strategy = str(values.get("eval_strategy", "no"))
+    if strategy == "no":
+        raise TrainingInputError(
+            "early_stopping_patience needs evaluations: set eval_strategy to epoch or steps"
+        )
+    decided: dict[str, Any] = {}
+    defaults = {
+        "save_strategy": strategy,  # the best checkpoint must exist when it is chosen
+        "load_best_model_at_end": True,
+        "metric_for_best_model": "eval_loss",
+        "greater_is_better": False,
+    }
+    for key, value in defaults.items():
+        if key not in values:
+            decided[key] = value
+    if strategy == "steps" and "save_steps" not in values and values.get("eval_steps"):
+        decided["save_steps"] = values["eval_steps"]
     return decided
 
 
@@ -256,12 +286,15 @@ def _eval_notes(values: dict[str, Any], data: TrainingData) -> list[str]:
 
 def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -> MeteredSFTTrainer:
     """The SFTTrainer for a prepared run (loads the model and tokenizes the data)."""
-    from transformers import PrinterCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import get_peft_config
 
     from training.trainer import MeteredSFTTrainer
 
     sft, model_config = run.recipe.sft, run.recipe.model
+    patience = run.recipe.options.early_stopping_patience
+    if patience is not None:
+        callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
     sft.model_init_kwargs = {
         "revision": model_config.model_revision,
         "attn_implementation": model_config.attn_implementation,
@@ -276,6 +309,7 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
             eval_dataset=run.data.validation,
             peft_config=get_peft_config(model_config),
             callbacks=[ProgressCallback(), *callbacks],
+            plain_loss=run.hardware.accelerator == "cpu",
         )
     except (OSError, ValueError) as error:
         raise TrainingInputError(
@@ -390,6 +424,7 @@ def train(
         write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
 
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    history = list(trainer.state.log_history)  # the curves: before the final evaluation
     eval_loss = None
     if data.validation is not None:
         eval_loss = float(trainer.evaluate()["eval_loss"])
@@ -408,7 +443,6 @@ def train(
     else:
         trainer.save_model(str(run.output_dir))
 
-    history = trainer.state.log_history
     train_losses = _logged(history, "loss")
     eval_losses_start = [
         float(entry["eval_loss"]) for entry in history if "eval_loss" in entry and not entry["step"]
@@ -461,6 +495,8 @@ def train(
         weights_dtype=str(run.recipe.model.dtype or "auto"),
         train_losses=train_curve,
         eval_losses=eval_curve,
+        best_step=_best_step(trainer.state.best_model_checkpoint),
+        stopped_early=trainer.state.global_step < trainer.state.max_steps,
     )
     trainer.save_state()  # the log history outlives the checkpoints
     if run.is_main_process:
@@ -470,6 +506,14 @@ def train(
     if hasattr(trainer, "end"):
         trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
     return manifest
+
+
+def _best_step(checkpoint: str | None) -> int | None:
+    """The step of the checkpoint early stopping kept (`.../checkpoint-N`)."""
+    if not checkpoint:
+        return None
+    name = Path(checkpoint).name
+    return int(name.rsplit("-", 1)[1]) if name.startswith("checkpoint-") else None
 
 
 def _launched_by() -> str:
@@ -483,7 +527,9 @@ def _launched_by() -> str:
 
 def summary(manifest: TrainingManifest) -> str:
     """One line for the end of a run."""
-    parts = [f"trained {manifest.steps}/{manifest.max_steps} steps"]
+    parts = [f"trained {manifest.steps}/{manifest.max_steps} steps ({manifest.epochs:.1f} epochs)"]
+    if manifest.stopped_early and manifest.best_step is not None:
+        parts.append(f"stopped early, kept step {manifest.best_step}")
     if manifest.train_loss_first is not None and manifest.train_loss_final is not None:
         parts.append(f"loss {manifest.train_loss_first:.3f} -> {manifest.train_loss_final:.3f}")
     if manifest.eval_loss is not None:

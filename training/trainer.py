@@ -2,6 +2,12 @@
 
 The count is taken in `training_step`, on the batches exactly as the model receives them,
 so it measures the batching really used (sampler, collator, packing), not a model of it.
+
+On a CPU the loss is the model's own cross-entropy over the collator's labels (prompt
+positions masked, exactly the tokens TRL's loss counts) instead of TRL's fused LM head,
+which also computes entropy and token accuracy for its logs: measured here on SmolLM2-135M
+at 4 x 800 tokens, 7-10 s per step against 13-19 s. GPUs keep TRL's path, which is built to
+save their memory.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 from datasets import Dataset
+from transformers import Trainer
 from trl import SFTTrainer
 
 from training.batching import LengthGroupedBatchOrder, PaddingMeter
@@ -18,9 +25,21 @@ from training.batching import LengthGroupedBatchOrder, PaddingMeter
 class MeteredSFTTrainer(SFTTrainer):
     """An SFTTrainer whose `padding_meter` counts positions and real tokens per batch."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, plain_loss: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.padding_meter = PaddingMeter()
+        self.plain_loss = plain_loss
+
+    def compute_loss(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ) -> Any:
+        if not self.plain_loss:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        return Trainer.compute_loss(self, model, inputs, return_outputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         dataset = self.train_dataset if train_dataset is None else train_dataset

@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdSplit, load_split
+from bird.schema import SchemaStyle
 from rationale.config import SplitDir, StageConfig
 from rationale.leakage import check_training_records, heldout_databases
 from rationale.llm.types import ChatMessage
@@ -93,6 +94,12 @@ class ExportConfig(StageConfig):
         default=12000, ge=200, description="Schema text budget per prompt (characters)."
     )
     schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
+    schema_style: SchemaStyle = Field(
+        default="sql",
+        description="sql: CREATE TABLE statements with descriptions and samples as comments; "
+        "compact: one line per table (columns, types, keys), about half the tokens, for "
+        "small models with short contexts.",
+    )
     eval_fraction: float = Field(
         default=0.05,
         ge=0.0,
@@ -327,6 +334,7 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
         max_prompt_tokens=config.max_prompt_tokens,
         schema_max_chars=config.schema_max_chars,
         sample_values=config.schema_sample_values,
+        schema_style=config.schema_style,
     )
     records, left_out = build_records(config, split, entries, prompter, progress)
     if left_quarantined:
@@ -404,6 +412,7 @@ def _write(
             "max_prompt_tokens": config.max_prompt_tokens,
             "schema_max_chars": config.schema_max_chars,
             "schema_sample_values": config.schema_sample_values,
+            "schema_style": config.schema_style,
             "source_split": split.name,
             "license": LICENSE,
             "inputs": inputs,

@@ -14,6 +14,7 @@ teacher not to decompose). Off by default so the paper's seed-only setting is re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -53,6 +54,14 @@ class SeedConfig(StageConfig):
         default="none",
         description="decompose: also add the symbolic decomposer's validated chains for "
         "executable examples (none: the paper's seed-only setting).",
+    )
+    bootstrap_share: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.0,
+        description="With bootstrap: the share of train questions the decomposer covers, "
+        "chosen by a hash of the question id (the same questions in every run, whatever the "
+        "file order); the rest is left to the teacher and the rationalization model.",
     )
     keep_unverified: bool = Field(
         default=False,
@@ -198,13 +207,27 @@ def _check_seeds(
     return [outcomes[position] for position in range(len(seeds))], ordered_entries
 
 
+def in_share(split: str, question_id: int, share: float) -> bool:
+    """Whether a question falls in a stable `share` of its split: a hash of its identity,
+    not its position, so adding or reordering questions moves no other question."""
+    if share >= 1.0:
+        return True
+    digest = hashlib.sha256(f"bootstrap:{split}:{question_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < share
+
+
 def _bootstrap_entries(
     split: BirdSplit, config: SeedConfig, taken: set[int], progress: ProgressCallback
 ) -> tuple[list[PoolEntry], int, int]:
     """Validated structured decompositions of executable examples not already seeded."""
     from rationale.stages.decompose import decompose_examples
 
-    examples = [e for e in split.executable_examples() if e.question_id not in taken]
+    share = config.bootstrap_share
+    examples = [
+        e
+        for e in split.executable_examples()
+        if e.question_id not in taken and in_share(split.name, e.question_id, share)
+    ]
     records, _ = decompose_examples(
         split, examples, workers=config.workers, timeout=config.timeout, progress=progress
     )

@@ -231,3 +231,36 @@ def test_the_readme_commands_are_what_this_file_and_ci_run() -> None:
     assert parts[3].split() == ["rationale", "run", "--config", "demo", "--run", "runs/demo"]
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert "bash scripts/install.sh" in ci and test_command.strip() in ci.splitlines()
+
+
+def test_students_are_data_and_max_length_must_leave_room_for_the_answers(tmp_path: Path) -> None:
+    from rationale.config import ConfigError
+    from rationale.pipeline import build_steps
+    from rationale.run_dir import RunDir
+
+    run = RunDir(tmp_path / "r")
+    demo_data = ["train=demo:train", "dev=demo:dev"]
+    # the shipped GPU pipeline fits: 3,072 prompt tokens + 1,024 answer tokens = max_length
+    assert build_steps(load_pipeline("bird-full", demo_data), run)
+    with pytest.raises(ConfigError, match=(
+        r"step train-rationalizer: max_length 4096 \(recipe rationalizer-qwen2.5-coder-7b\) "
+        r"leaves 0 tokens after export.max_prompt_tokens 4096, less than the 1024 tokens "
+        r"annotate.max_tokens allows"
+    )):  # fmt: skip
+        build_steps(load_pipeline("bird-full", [*demo_data, "export.max_prompt_tokens=4096"]), run)
+    with pytest.raises(ConfigError, match=r"step train-student-cot: max_length 700 .* predict"):
+        build_steps(load_pipeline("demo", ["train_students.student-cot.max_length=700"]), run)
+    # a third student: every train question without rationales, compared in the report
+    third = "train_students.student-nocot-all={recipe: student-nocot-tiny, questions: all}"
+    steps = {step.name: step for step in build_steps(load_pipeline("demo", [third]), run)}
+    assert steps["export-student-nocot-all"].config.questions == "all"
+    assert steps["export-student-nocot-all"].config.kind == "student-nocot"
+    assert steps["predict-nocot-all"].config.kind == "nocot"
+    assert str(steps["train-student-nocot-all"].config.output_dir).endswith("student-nocot-all")
+    assert any(p.startswith("nocot-all=") for p in steps["report"].config.predictions)
+    wrong = "train_students.student-cot-all={recipe: student-cot-tiny, questions: all}"
+    with pytest.raises(ConfigError, match="questions: all needs kind student-nocot"):
+        build_steps(load_pipeline("demo", [wrong]), run)
+    # without a distill section there is no teacher step
+    steps = build_steps(load_pipeline("demo", ["distill=null"]), run)
+    assert "distill" not in [step.name for step in steps]

@@ -199,3 +199,34 @@ def test_a_prompt_over_the_budget_even_with_the_shortest_schema_is_left_out_and_
     rows = _rows(tmp_path / "o", "train") + _rows(tmp_path / "o", "validation")
     assert {row["question_id"] for row in rows} == set(sizes) - too_long
     assert all(_tokens(tokenizer, row["prompt"]) <= budget for row in rows)
+
+
+def test_a_nocot_dataset_of_all_questions_adds_every_uncovered_one_with_its_gold_sql(
+    seeded_run: RunDir, tmp_path: Path, train_dir: Path
+) -> None:
+    from bird.data import load_split
+
+    covered = export(
+        ExportConfig(kind="student-nocot", out=tmp_path / "covered", max_prompt_tokens=None),
+        seeded_run,
+    )
+    everything = export(
+        ExportConfig(
+            kind="student-nocot", out=tmp_path / "all", max_prompt_tokens=None, questions="all"
+        ),
+        seeded_run,
+    )
+    split = load_split(train_dir)
+    executable = {e.question_id for e in split.executable_examples()}
+    rows = _rows(tmp_path / "all", "train") + _rows(tmp_path / "all", "validation")
+    assert {row["question_id"] for row in rows} == executable  # nothing quarantined: no audit
+    gold = [row for row in rows if row["source"] == "gold"]
+    pool = {e.question_id for e in read_jsonl(seeded_run.pool_path(0), PoolEntry)}
+    assert {row["question_id"] for row in gold} == executable - pool
+    for row in gold[:5]:  # the completion is the question's own gold SQL
+        sql = split.example(row["question_id"]).sql.strip()
+        assert row["completion"][0]["content"] == f"```sql\n{sql}\n```"
+    assert everything.by_source["gold"] == len(gold)
+    assert sum(covered.by_source.values()) == len(pool & executable)
+    with pytest.raises(ValueError, match="questions: all is for kind student-nocot"):
+        ExportConfig(kind="student-cot", questions="all")
