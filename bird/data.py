@@ -182,6 +182,43 @@ class BirdSplit:
 DEMO_PREFIX = "demo:"
 
 
+@dataclass(frozen=True)
+class DataOrigin:
+    """Where a split's questions and databases come from, for dataset cards."""
+
+    kind: str  # "demo", "bird", "spider" or "other"
+    name: str
+    license: str  # a Hugging Face license id
+    description: str
+
+
+def data_origin(split: BirdSplit) -> DataOrigin:
+    """What a split is: the embedded demo (its build leaves a marker), a folder in BIRD's
+    layout (BIRD's license, CC BY-SA 4.0, unless the user's data only borrows the layout),
+    Spider's, or something else."""
+    from bird.demo.build import DEMO_MARKER
+
+    if (split.root.parent / DEMO_MARKER).is_file():
+        return DataOrigin(
+            "demo",
+            f"the sql-rationale demo dataset ({split.name} split)",
+            "apache-2.0",
+            "invented by the sql-rationale project: no BIRD or Spider content",
+        )
+    if split.benchmark == "spider":
+        return DataOrigin(
+            "spider", f"Spider ({split.name} split, {split.root})", "cc-by-sa-4.0",
+            "Spider (Yu et al., 2018), CC BY-SA 4.0, or data in its layout",
+        )  # fmt: skip
+    return DataOrigin(
+        "bird",
+        f"BIRD ({split.name} split, {split.root})",
+        "cc-by-sa-4.0",
+        "BIRD (bird-bench.github.io), CC BY-SA 4.0; if this folder holds other data in "
+        "BIRD's layout, its own license applies",
+    )
+
+
 def split_dir_path(value: Path | str) -> Path:
     """A split folder from what a user wrote: `demo:train` and `demo:dev` name the project's
     embedded demo dataset (built on first use, see `bird.demo`); anything else is a path."""

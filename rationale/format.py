@@ -160,6 +160,11 @@ def _with_query(steps: list[RationaleStep], main: str) -> str:
     return f"{keyword} " + ",\n".join(ctes) + "\n" + main
 
 
+# The heading before the final query: once the SQL block after it closes, the answer is
+# complete (generation may stop there: SamplingParams.stop_after_block).
+FINAL_HEADING = "### Final answer"
+
+
 def render_rationale(rationale: Rationale) -> str:
     """The Markdown text a model reads and writes (see the module docstring)."""
     sections = [
@@ -171,7 +176,7 @@ def render_rationale(rationale: Rationale) -> str:
         for step in rationale.steps
     ]
     sections.append(
-        _render_section("### Final answer", rationale.final_explanation, rationale.final_sql)
+        _render_section(FINAL_HEADING, rationale.final_explanation, rationale.final_sql)
     )
     return "\n\n".join(sections) + "\n"
 

@@ -279,6 +279,9 @@ def build_steps(pipeline: PipelineConfig, run_dir: RunDir) -> list[Step]:
             f"{s.system}={root / 'predict' / s.system / predict.OFFICIAL_FILE}" for s in cast
         ],
         "out": root / "report",
+        "models": [f"rationalizer={models / 'rationalizer'}"],
+        "run": root,
+        "train": pipeline.train,
     }
     steps.append(
         Step(

@@ -74,3 +74,29 @@ def paired_outcomes(path: Path, comparison: PairedComparison) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+Curve = list[tuple[int, float]]
+
+
+def learning_curves(path: Path, curves: Mapping[str, Mapping[str, Curve]]) -> None:
+    """One panel per model: training and validation loss by optimizer step."""
+    plt = _pyplot()
+    columns = min(3, max(len(curves), 1))
+    rows = (len(curves) + columns - 1) // columns
+    figure, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.2 * rows), squeeze=False)
+    for panel, (name, series) in zip(grid.flat, curves.items(), strict=False):
+        for label, points in series.items():
+            if points:
+                steps, losses = zip(*points, strict=True)
+                panel.plot(steps, losses, marker="o" if label == "validation" else "",
+                           markersize=3, label=label)  # fmt: skip
+        panel.set_title(name, fontsize=9)
+        panel.set_xlabel("step")
+        panel.set_ylabel("loss per completion token")
+        panel.legend(fontsize=7)
+    for panel in list(grid.flat)[len(curves) :]:
+        panel.axis("off")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

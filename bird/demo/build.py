@@ -144,10 +144,21 @@ def _process_alive(pid: int) -> bool:
 # --- the tree ------------------------------------------------------------------------
 
 
+# Written at the root of a build: how a dataset card tells the demo from BIRD.
+DEMO_MARKER = "SQL_RATIONALE_DEMO.txt"
+DEMO_ABOUT = (
+    "The embedded demo dataset of sql-rationale: databases, questions, evidence and SQL "
+    "invented for the project (no BIRD or Spider content), under the project's license, "
+    "Apache-2.0.\n"
+)
+
+
 def write_tree(root: Path, data_dir: Path = DATA_DIR) -> None:
-    """Write both splits under `root` (which must exist)."""
+    """Write both splits under `root` (which must exist), and the marker that says what
+    this data is."""
     for source_split in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         write_split(source_split, root / source_split.name)
+    (root / DEMO_MARKER).write_text(DEMO_ABOUT, encoding="utf-8")
 
 
 def write_split(source: Path, out: Path) -> None:

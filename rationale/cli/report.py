@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.table import Table
 
 from bird.data import DIFFICULTIES
@@ -43,6 +44,10 @@ def report_tables(report: Report) -> list[Table]:
 def show(report: Report, _run_dir: RunDir | None) -> None:
     for table in report_tables(report):
         console.print(table)
+    if report.notes:
+        console.print("[bold]What limits these numbers[/bold]")
+        for note in report.notes:
+            console.print(f"  - {escape(note)}")
 
 
 command = stage_command(

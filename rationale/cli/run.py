@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
 from bird.audit import AuditReport
@@ -44,21 +45,44 @@ def summarize(_name: str, result: BaseModel) -> str:
             f"({sources}); {result.prompts_cut} prompts cut"
         )
     if isinstance(result, TrainReport):
-        loss = (
-            f"loss {result.train_loss_first:.3f} -> {result.train_loss_final:.3f}"
-            if result.train_loss_first is not None and result.train_loss_final is not None
-            else "loss not logged"
-        )
-        return f"{result.steps} steps, {loss}"
+        return _training_line(result)
     if isinstance(result, PredictReport):
-        return (
-            f"{result.questions} questions, EX greedy {result.greedy.metrics['ex'][TOTAL]:.2f}, "
-            f"voted {result.voted.metrics['ex'][TOTAL]:.2f}"
+        voted = (
+            "voted = greedy (no samples)"
+            if not result.samples
+            else f"voted {result.voted.metrics['ex'][TOTAL]:.2f}"
         )
+        parts = [
+            f"{result.questions} questions, EX greedy {result.greedy.metrics['ex'][TOTAL]:.2f}, "
+            f"{voted}",
+            f"{result.cut_at_max_tokens} cut at {result.max_tokens} tokens",
+        ]
+        if result.prompts_cut:
+            parts.append(f"{result.prompts_cut} schemas cut")
+        return "; ".join(parts)
     if isinstance(result, Report):
         scores = ", ".join(f"{s.name} {s.summary.metrics['ex'][TOTAL]:.2f}" for s in result.systems)
         return f"EX {scores} on {result.questions} questions"
     return ""
+
+
+def _training_line(result: TrainReport) -> str:
+    """Rows, epochs, losses, and whether the model learned anything."""
+    parts = [f"{result.train_rows} rows, {result.steps} steps ({result.epochs:.1f} epochs)"]
+    if result.eval_loss_start is not None and result.eval_loss is not None:
+        parts.append(f"validation loss {result.eval_loss_start:.3f} -> {result.eval_loss:.3f}")
+        learned = result.eval_loss < result.eval_loss_start
+    elif result.train_loss_first is not None and result.train_loss_final is not None:
+        parts.append(f"loss {result.train_loss_first:.3f} -> {result.train_loss_final:.3f}")
+        learned = result.train_loss_final < result.train_loss_first
+    else:
+        parts.append("loss not logged")
+        learned = True
+    if result.stopped_early and result.best_step is not None:
+        parts.append(f"stopped early at the best step {result.best_step}")
+    if not learned:
+        parts.append("LOSS DID NOT GO DOWN")
+    return ", ".join(parts)
 
 
 def steps_table(outcomes: list[StepOutcome]) -> Table:
@@ -104,6 +128,11 @@ def command(
     console.print(coverage_rich_table(coverage_table(run_dir, load_split(pipeline.train))))
     report_json = run_dir.root / "report" / "report.json"
     if report_json.exists():
-        for table in report_tables(Report.model_validate_json(report_json.read_text())):
+        report = Report.model_validate_json(report_json.read_text())
+        for table in report_tables(report):
             console.print(table)
+        if report.notes:
+            console.print("[bold]What limits these numbers[/bold]")
+            for note in report.notes:
+                console.print(f"  - {escape(note)}")
         typer.echo(str(run_dir.root / "report" / "report.md"))

@@ -31,13 +31,14 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from bird.console import ProgressCallback, no_progress
-from bird.data import BirdSplit, load_split
+from bird.data import BirdSplit, data_origin, load_split
 from bird.schema import SchemaStyle
 from rationale.config import SplitDir, StageConfig
 from rationale.leakage import check_training_records, heldout_databases
@@ -56,7 +57,6 @@ from rationale.task_prompt import (
 )
 
 NAME = "export"
-LICENSE = "cc-by-sa-4.0"  # BIRD's license: the questions, SQL and databases are BIRD's
 SOURCES: tuple[RationaleSource, ...] = ("seed", "decompose", "teacher", "rationalizer")
 # where a completion comes from: a rationale's source, or the gold SQL alone
 COMPLETION_SOURCES: tuple[str, ...] = (*SOURCES, "gold")
@@ -169,6 +169,15 @@ class DatasetRecord(BaseModel):
     provenance: str  # JSON: what produced the rationale (source, model, iteration, ...)
 
 
+class LengthStats(BaseModel):
+    """Token lengths of the completions (the answers a model learns to write)."""
+
+    tokenizer: str
+    mean: float
+    p95: int
+    max: int
+
+
 class ExportReport(BaseModel):
     kind: TaskKind
     out: str
@@ -177,6 +186,7 @@ class ExportReport(BaseModel):
     prompts_cut: int
     template_hash: str
     seconds: float
+    completion_tokens: LengthStats | None = None  # None: no tokenizer (no prompt budget)
 
 
 def _pool_entries(run_dir: RunDir) -> list[PoolEntry]:
@@ -212,6 +222,24 @@ def dataset_entries(run_dir: RunDir, kind: TaskKind) -> list[DatasetEntry]:
                 accepted.key, (accepted, "rationalizer", json.dumps(provenance, sort_keys=True))
             )
     return list(rows.values())
+
+
+def completion_lengths(
+    records: list[DatasetRecord], tokenizer: Any, name: str
+) -> LengthStats | None:
+    """How long the answers are in the model's tokens (prediction fits its limit to them)."""
+    if tokenizer is None or not records:
+        return None
+    counts = sorted(
+        len(tokenizer(record.completion[0].content, add_special_tokens=False)["input_ids"])
+        for record in records
+    )
+    return LengthStats(
+        tokenizer=name,
+        mean=round(sum(counts) / len(counts), 1),
+        p95=counts[min(len(counts) - 1, int(0.95 * len(counts)))],
+        max=counts[-1],
+    )
 
 
 def _held_out(split: str, question_id: int, fraction: float) -> bool:
@@ -339,6 +367,7 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
     records, left_out = build_records(config, split, entries, prompter, progress)
     if left_quarantined:
         left_out["quarantined by the audit"] = left_quarantined
+    lengths = completion_lengths(records, tokenizer, config.tokenizer)
     held = [_held_out(r.split, r.question_id, config.eval_fraction) for r in records]
     parts = {
         "train": [r for r, h in zip(records, held, strict=True) if not h],
@@ -358,6 +387,7 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
         prompts_cut=prompter.cut,
         template_hash=template,
         seconds=0.0,
+        completion_tokens=lengths,
     )
     inputs = [
         input_file(path)
@@ -386,6 +416,7 @@ def _write(
     from datasets import Dataset, DatasetDict, disable_progress_bars
 
     disable_progress_bars()  # the stage's own progress display is enough
+    origin = data_origin(split)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     staging.chmod(0o755)
@@ -406,6 +437,9 @@ def _write(
             "counts": report.counts,
             "by_source": report.by_source,
             "prompts_cut": report.prompts_cut,
+            "completion_tokens": (
+                report.completion_tokens.model_dump() if report.completion_tokens else None
+            ),
             "template": TEMPLATES[config.kind][1],
             "template_hash": report.template_hash,
             "tokenizer": config.tokenizer,
@@ -414,7 +448,8 @@ def _write(
             "schema_sample_values": config.schema_sample_values,
             "schema_style": config.schema_style,
             "source_split": split.name,
-            "license": LICENSE,
+            "source": asdict(origin),
+            "license": origin.license,
             "inputs": inputs,
             "config": config.model_dump(mode="json"),
             "created": now_iso(),
@@ -442,17 +477,21 @@ _DESCRIPTIONS: dict[TaskKind, str] = {
 
 
 def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]]) -> str:
-    """README.md with YAML metadata, as the Hugging Face Hub reads it."""
+    """README.md with YAML metadata, as the Hugging Face Hub reads it: where the data comes
+    from (BIRD, the embedded demo or another folder) and under which license, the model
+    whose tokenizer budgeted the prompts, counts and coverage by source."""
     import yaml
 
     kind: TaskKind = manifest["kind"]
+    origin = manifest["source"]
+    total = sum(map(len, splits.values()))
     metadata = {
-        "license": LICENSE,
+        "license": origin["license"],
         "language": ["en"],
         "task_categories": ["text-generation"],
-        "tags": ["text-to-sql", "chain-of-thought", "bird", "sql-rationale", kind],
-        "size_categories": ["n<1K"] if sum(map(len, splits.values())) < 1000 else ["1K<n<10K"],
-        "source_datasets": [f"BIRD {manifest['source_split']} split (bird-bench.github.io)"],
+        "tags": ["text-to-sql", "chain-of-thought", "sql-rationale", kind, origin["kind"]],
+        "size_categories": ["n<1K"] if total < 1000 else ["1K<n<10K"],
+        "source_datasets": [origin["name"]],
         "configs": [
             {
                 "config_name": "default",
@@ -461,22 +500,30 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         ],
         "sql_rationale": {
             "kind": kind,
+            "source": origin,
+            "tokenizer": manifest["tokenizer"],
             "counts": manifest["counts"],
             "coverage_by_source": manifest["by_source"],
             "template": manifest["template"],
             "template_hash": manifest["template_hash"],
-            "tokenizer": manifest["tokenizer"],
             "max_prompt_tokens": manifest["max_prompt_tokens"],
+            "schema_style": manifest.get("schema_style", "sql"),
             "prompts_cut": manifest["prompts_cut"],
+            "completion_tokens": manifest.get("completion_tokens"),
         },
     }
-    total = sum(map(len, splits.values()))
     by_source = manifest["by_source"]
     left_out = {
         reason.removeprefix("left out: "): count
         for reason, count in manifest["counts"].items()
         if reason.startswith("left out: ")
     }
+    validated = (
+        "Every rationale in it was validated by execution against its gold query."
+        if kind != "student-nocot"
+        else "Completions are the gold SQL queries."
+    )
+    lengths = manifest.get("completion_tokens")
     lines = [
         "---",
         yaml.safe_dump(metadata, sort_keys=False).rstrip(),
@@ -485,8 +532,8 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         f"# sql-rationale {kind} dataset",
         "",
         f"{_DESCRIPTIONS[kind]}, in conversational prompt/completion form (TRL's SFT format), "
-        f"built by `rationale export --kind {kind}` from BIRD's {manifest['source_split']} "
-        "split. Every rationale in it was validated by execution against its gold query.",
+        f"built by `rationale export --kind {kind}` from {origin['name']}: "
+        f"{origin['description']}. {validated}",
         "",
         "| split | rows |",
         "|---|---|",
@@ -507,22 +554,29 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         + (", ".join(f"{reason}: {count}" for reason, count in left_out.items()) or "nothing")
         + ".",
         "",
-        "## Prompts",
+        "## Prompts and the model they are for",
         "",
         f"Template `{manifest['template']}` (sha256 `{manifest['template_hash'][:16]}...`). "
-        f"Prompts hold at most {manifest['max_prompt_tokens']} tokens of "
-        f"`{manifest['tokenizer']}`; {manifest['prompts_cut']} had their schema cut to fit.",
+        f"Prompts are budgeted with the tokenizer of `{manifest['tokenizer']}`, the model to "
+        f"be trained on them: at most {manifest['max_prompt_tokens']} tokens, the schema "
+        f"rendered as {manifest.get('schema_style', 'sql')}; {manifest['prompts_cut']} had "
+        "their schema cut to fit."
+        + (
+            f" Completions are {lengths['mean']:.0f} tokens on average, {lengths['max']} at most."
+            if lengths
+            else ""
+        ),
         "",
         "## Columns",
         "",
         "`prompt` (system and user messages), `completion` (the assistant's answer), "
         "`question_id`, `db_id`, `split`, `source` (seed / decompose / teacher / "
-        "rationalizer), `provenance` (JSON).",
+        "rationalizer / gold), `provenance` (JSON).",
         "",
         "## License and leakage",
         "",
-        "BIRD is licensed CC BY-SA 4.0, and so is this dataset. No question or database of "
-        "BIRD dev or test is in it: the export refuses them.",
+        f"License: `{origin['license']}`, that of the source data ({origin['description']}). "
+        "No question or database of a dev or test split is in it: the export refuses them.",
         "",
     ]
     return "\n".join(lines)

@@ -49,7 +49,13 @@ from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache
 from bird.predictions import OFFICIAL_SEPARATOR
 from rationale.config import SplitDir, StageConfig
-from rationale.format import ParseFailure, Rationale, extract_final_sql, parse_rationale
+from rationale.format import (
+    FINAL_HEADING,
+    ParseFailure,
+    Rationale,
+    extract_final_sql,
+    parse_rationale,
+)
 from rationale.llm import GenerationRequest, GenerationResult, GenerationStats, iter_generate
 from rationale.llm.config import BackendConfig
 from rationale.llm.types import SamplingParams
@@ -93,7 +99,17 @@ class PredictConfig(BackendConfig, PromptOptions, StageConfig):
     )
     temperature: float = Field(default=0.8, ge=0.0, description="For the sampled candidates.")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    max_tokens: int = Field(default=1024, ge=1, description="Tokens per answer at most.")
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="Tokens per answer at most; default: fitted to the answers the student "
+        "was trained on (the longest, plus a quarter), else 1024.",
+    )
+    stop_at_answer_end: bool = Field(
+        default=True,
+        description="End an answer once its SQL block is complete (for CoT: the block after "
+        "'### Final answer'); small models seldom emit their end token.",
+    )
     seed: int = Field(default=0, description="Sampling seed (sample i uses seed + i).")
     db_ids: list[str] = Field(
         default_factory=list,
@@ -110,17 +126,43 @@ class PredictConfig(BackendConfig, PromptOptions, StageConfig):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    def greedy(self) -> SamplingParams:
-        return SamplingParams(n=1, temperature=0.0, max_tokens=self.max_tokens)
+    def answer_end(self) -> str | None:
+        """Where an answer of this kind is complete (SamplingParams.stop_after_block)."""
+        if not self.stop_at_answer_end:
+            return None
+        return FINAL_HEADING if self.kind == "cot" else ""
 
-    def sampled(self) -> SamplingParams:
+    def greedy(self, max_tokens: int) -> SamplingParams:
+        return SamplingParams(
+            n=1, temperature=0.0, max_tokens=max_tokens, stop_after_block=self.answer_end()
+        )
+
+    def sampled(self, max_tokens: int) -> SamplingParams:
         return SamplingParams(
             n=self.samples,
             temperature=self.temperature,
             top_p=self.top_p,
-            max_tokens=self.max_tokens,
+            max_tokens=max_tokens,
             seed=self.seed,
+            stop_after_block=self.answer_end(),
         )
+
+
+DEFAULT_MAX_TOKENS = 1024
+
+
+def fitted_max_tokens(config: PredictConfig, settings: PromptSettings) -> tuple[int, str]:
+    """(max tokens per answer, why): the config's, else the longest completion the student
+    was trained on plus a quarter (from its dataset's export.json), else 1024."""
+    if config.max_tokens is not None:
+        return config.max_tokens, "max_tokens"
+    source = Path(settings.source)
+    if source.name == "export.json" and source.is_file():
+        lengths = json.loads(source.read_text(encoding="utf-8")).get("completion_tokens")
+        if lengths:
+            fitted = int(lengths["max"] * 1.25) + 16
+            return fitted, f"the longest training answer ({lengths['max']} tokens) + 25%"
+    return DEFAULT_MAX_TOKENS, "default (the training data's answer lengths are unknown)"
 
 
 class Candidate(BaseModel):
@@ -128,6 +170,7 @@ class Candidate(BaseModel):
 
     index: int  # 0: the greedy answer; 1..: the samples
     text: str
+    finish_reason: str | None = None  # "length": cut at max_tokens
     sql: str | None
     error: str | None = None  # no SQL, or the execution error
     rows: int | None = None
@@ -166,6 +209,10 @@ class PredictReport(BaseModel):
     voted: EvaluationSummary
     no_sql: int
     failing: int  # greedy candidates whose SQL fails to execute
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    max_tokens_reason: str = ""
+    cut_at_max_tokens: int = 0  # greedy answers that hit max_tokens (incomplete)
+    samples: int = 0  # sampled candidates per question: 0 means voted = greedy
     prompts_cut: int  # prompts of this pass whose schema was cut to the token budget
     prompts_over_budget: int  # prompts of this pass over it even with the shortest schema
     seconds: float
@@ -220,6 +267,7 @@ class Predictor:
         self.examples = self.split.select(config.db_ids, config.limit)
         self.positions = {e.question_id: i for i, e in enumerate(self.split.examples)}
         self.settings = config.prompt_settings(config.model, _TASK[config.kind])
+        self.max_tokens, self.max_tokens_reason = fitted_max_tokens(config, self.settings)
         self.records_path = config.out / "predictions.jsonl"
         self.stats = GenerationStats()
         self.answered = 0  # questions judged and written in this pass
@@ -237,7 +285,7 @@ class Predictor:
                 GenerationRequest(
                     id=f"{example.question_id}:greedy",
                     messages=messages,
-                    sampling=self.config.greedy(),
+                    sampling=self.config.greedy(self.max_tokens),
                 )
             )
             if self.config.samples:
@@ -245,7 +293,7 @@ class Predictor:
                     GenerationRequest(
                         id=f"{example.question_id}:sampled",
                         messages=messages,
-                        sampling=self.config.sampled(),
+                        sampling=self.config.sampled(self.max_tokens),
                     )
                 )
         self.prompts_cut, self.over_budget = prompter.cut, prompter.over_budget
@@ -319,6 +367,7 @@ class Predictor:
                 Candidate(
                     index=index,
                     text=completion.text,
+                    finish_reason=completion.finish_reason,
                     sql=extract_final_sql(completion.text),
                     completion_tokens=completion.completion_tokens,
                 )
@@ -438,6 +487,10 @@ def _run(config: PredictConfig, progress: ProgressCallback) -> PredictReport:
         voted=voted_report.summary,
         no_sql=sum(not p.greedy_sql for p in predictions),
         failing=sum(p.candidates[0].error is not None for p in predictions),
+        max_tokens=predictor.max_tokens,
+        max_tokens_reason=predictor.max_tokens_reason,
+        cut_at_max_tokens=sum(p.candidates[0].finish_reason == "length" for p in predictions),
+        samples=config.samples,
         prompts_cut=predictor.prompts_cut,
         prompts_over_budget=predictor.over_budget,
         seconds=round(time.perf_counter() - clock, 3),
@@ -468,8 +521,8 @@ def _check_settings(config: PredictConfig, predictor: Predictor) -> None:
         data=str(config.data),
         prompt=predictor.settings,
         template_hash=task_template_hash(predictor.settings.kind),
-        greedy=config.greedy(),
-        sampled=config.sampled() if config.samples else None,
+        greedy=config.greedy(predictor.max_tokens),
+        sampled=config.sampled(predictor.max_tokens) if config.samples else None,
     )
     manifest = config.out / "manifest.json"
     if manifest.exists() and predictor.records_path.exists():
@@ -488,6 +541,9 @@ def _check_settings(config: PredictConfig, predictor: Predictor) -> None:
                 "inputs": [
                     input_file(predictor.split.root / f"{predictor.split.name}.json").model_dump()
                 ],
+                "backend": config.model_dump(
+                    mode="json", include=set(BackendConfig.model_fields) - {"model"}
+                ),
                 "versions": software_versions(),
                 "started": now_iso(),
             },

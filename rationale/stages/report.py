@@ -34,9 +34,12 @@ from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache, default_gold_cache_dir
 from bird.predictions import read_prediction_file
 from rationale.config import SplitDir, StageConfig
-from rationale.plots import metric_by_difficulty, paired_outcomes
-from rationale.run_dir import file_sha256, now_iso
+from rationale.coverage import CoverageTable, coverage_table
+from rationale.limits import SystemLimits, TrainedModel, model_notes, system_limits, trained_model
+from rationale.plots import learning_curves, metric_by_difficulty, paired_outcomes
+from rationale.run_dir import RunDir, file_sha256, now_iso
 from rationale.significance import PairedComparison, compare
+from rationale.stages.validate import InputError
 
 NAME = "report"
 
@@ -61,6 +64,22 @@ class ReportConfig(StageConfig):
     workers: int = Field(default=1, ge=1, description="Processes executing queries.")
     resamples: int = Field(default=10_000, ge=100, description="Paired bootstrap resamples.")
     seed: int = Field(default=0, description="Bootstrap seed.")
+    models: list[str] = Field(
+        default_factory=list,
+        description="NAME=MODEL_DIR: more trained models whose learning curves the report "
+        "charts (each system's own model is found through its prediction folder).",
+        json_schema_extra={"flag": "model"},
+    )
+    run: Path | None = Field(
+        default=None,
+        description="A run directory: the report then shows its coverage of the train split "
+        "by source (seed, decompose, teacher, rationalizer, not covered).",
+    )
+    train: SplitDir | None = Field(
+        default=None,
+        description="With run: the train split it was built on (default: the one its seed "
+        "stage recorded).",
+    )
 
     @field_validator("predictions")
     @classmethod
@@ -91,6 +110,15 @@ class ReportConfig(StageConfig):
                     f"{', '.join(sorted(names))}"
                 )
         return self
+
+    def extra_models(self) -> dict[str, Path]:
+        found = {}
+        for value in self.models:
+            name, separator, path = value.partition("=")
+            if not separator or not name or not path:
+                raise ValueError(f"--model {value!r} is not NAME=MODEL_DIR")
+            found[name] = Path(path).expanduser().resolve()
+        return found
 
     def systems(self) -> dict[str, Path]:
         return {
@@ -124,6 +152,19 @@ class Report(BaseModel):
     comparisons: list[PairedComparison]
     plots: list[str]
     created: str
+    limits: list[SystemLimits] = []  # per system: what bounds its numbers
+    models: list[TrainedModel] = []  # every trained model involved, with its curves
+    coverage: CoverageTable | None = None  # with --run: the train split by source
+
+    @property
+    def notes(self) -> list[str]:
+        """Every system's and model's limits, as sentences (each model said once)."""
+        said: list[str] = []
+        for limits in self.limits:
+            said += [note for note in limits.notes if note not in said]
+        for model in self.models:
+            said += [note for note in model_notes(model) if note not in said]
+        return said
 
 
 def _answered(split: BirdSplit, path: Path) -> set[int]:
@@ -193,6 +234,16 @@ def run(config: ReportConfig, *, progress: ProgressCallback = no_progress) -> Re
         plots=[],
         created=now_iso(),
     )
+    report.limits = [system_limits(name, path) for name, path in systems.items()]
+    report.models = [limits.model for limits in report.limits if limits.model is not None]
+    for name, folder in config.extra_models().items():
+        model = trained_model(name, folder)
+        if model is None:
+            raise InputError(f"--model {name}={folder}: no {folder}/training_manifest.json")
+        report.models.append(model)
+    if config.run is not None:
+        train_split = load_split(config.train) if config.train else _run_train_split(config.run)
+        report.coverage = coverage_table(RunDir(config.run), train_split)
     report.plots = _plots(report, config.out)
     write_text_atomic(config.out / "report.json", report.model_dump_json(indent=2) + "\n")
     write_text_atomic(config.out / "report.md", markdown(report))
@@ -220,7 +271,25 @@ def _plots(report: Report, out: Path) -> list[str]:
         path = out / f"paired_{comparison.a}_vs_{comparison.b}.png"
         paired_outcomes(path, comparison)
         files.append(path.name)
+    curves = {
+        model.name: {
+            "training": [(p.step, p.loss) for p in model.train_losses],
+            "validation": [(p.step, p.loss) for p in model.eval_losses],
+        }
+        for model in report.models
+        if model.train_losses or model.eval_losses
+    }
+    if curves:
+        learning_curves(out / "learning_curves.png", curves)
+        files.append("learning_curves.png")
     return files
+
+
+def _run_train_split(run: Path) -> BirdSplit:
+    stored = RunDir(run).stored_config("seed")
+    if not stored or not stored.get("data"):
+        raise InputError(f"{run} records no train split (no seed stage): give --train")
+    return load_split(stored["data"])
 
 
 def markdown(report: Report) -> str:
@@ -263,5 +332,48 @@ def markdown(report: Report) -> str:
                 f"| {c.mcnemar_p:.4g} |"
             )
         lines.append("")
+    if report.coverage is not None:
+        table = report.coverage
+        lines += [
+            f"## Coverage of the {table.split} split by source ({table.examples} questions)",
+            "",
+            "| source | questions | share |",
+            "|---|---:|---:|",
+            *(
+                f"| {source} | {count} | {table.percent(count):.1f}% |"
+                for source, count in table.covered.items()
+            ),
+            *(
+                f"| not covered: {cause} | {count} | {table.percent(count):.1f}% |"
+                for cause, count in table.not_covered.items()
+            ),
+            "",
+        ]
+    if report.models:
+        lines += [
+            "## Models",
+            "",
+            "| model | rows (validation) | steps | epochs | training loss | validation loss "
+            "| learned |",
+            "|---|---:|---:|---:|---|---|---|",
+        ]
+        for model in report.models:
+            lines.append(
+                f"| {model.name} | {model.train_rows} ({model.validation_rows}) | {model.steps} "
+                f"| {model.epochs:.1f} | {_losses(model.train_loss_first, model.train_loss_final)} "
+                f"| {_losses(model.eval_loss_start, model.eval_loss)} "
+                f"| {'?' if model.learned is None else 'yes' if model.learned else '**no**'} |"
+            )
+        lines.append("")
+    notes = report.notes
+    lines += ["## What limits these numbers", ""]
+    lines += [f"- {note}" for note in notes] if notes else ["- nothing recorded"]
+    lines.append("")
     lines += ["## Plots", "", *(f"![{name}]({name})" for name in report.plots), ""]
     return "\n".join(lines)
+
+
+def _losses(first: float | None, last: float | None) -> str:
+    if first is None or last is None:
+        return "-"
+    return f"{first:.3f} -> {last:.3f}"

@@ -100,6 +100,11 @@ class TrainReport(BaseModel):
     train_loss_final: float | None
     eval_loss: float | None
     wall_time_s: float
+    epochs: float = 0.0
+    train_rows: int = 0
+    eval_loss_start: float | None = None
+    stopped_early: bool = False
+    best_step: int | None = None
 
 
 def run(config: TrainConfig, *, progress: ProgressCallback = no_progress) -> TrainReport:
@@ -128,4 +133,9 @@ def run(config: TrainConfig, *, progress: ProgressCallback = no_progress) -> Tra
         train_loss_final=manifest.train_loss_final,
         eval_loss=manifest.eval_loss,
         wall_time_s=manifest.wall_time_s,
+        epochs=manifest.epochs,
+        train_rows=manifest.dataset.train_rows,
+        eval_loss_start=manifest.eval_loss_start,
+        stopped_early=manifest.stopped_early,
+        best_step=manifest.best_step,
     )
