@@ -36,6 +36,7 @@ class ProgressCallback(TrainerCallback):
         self._loss: float | None = None
         self._learning_rate: float | None = None
         self._pending = False
+        self._last_eval: tuple[int, float] | None = None
 
     def _write(self, line: str) -> None:
         stream = self.stream or sys.stderr
@@ -65,7 +66,9 @@ class ProgressCallback(TrainerCallback):
             self._loss = logs["loss"]
         if "learning_rate" in logs:
             self._learning_rate = logs["learning_rate"]
-        if "eval_loss" in logs:
+        if "eval_loss" in logs and self._last_eval != (state.global_step, logs["eval_loss"]):
+            # the final evaluation of an unchanged model repeats the last one: said once
+            self._last_eval = (state.global_step, logs["eval_loss"])
             self._write(f"[train] eval at step {state.global_step}: loss {logs['eval_loss']:.4f}")
         if "loss" in logs and self._pending:
             self._flush(state)

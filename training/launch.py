@@ -40,7 +40,7 @@ from training.errors import TrainingFailed, TrainingInputError
 from training.hardware import cuda_problem, visible_gpu_count
 from training.manifest import TrainingManifest, read_manifest
 from training.process import LAUNCH_ENV, OVERRIDES_FLAG, die_with_parent, find_accelerate_config
-from training.recipe import _plain, find_recipe, read_recipe_file, split_config_argument
+from training.recipe import find_recipe, plain_value, read_recipe_file, split_config_argument
 
 LOG_NAME = "train.log"
 PROGRESS_PREFIX = "[train] "
@@ -116,7 +116,8 @@ def plan_launch(
     gpu_count: int,
 ) -> LaunchPlan:
     """The command that trains `recipe_path` with `child_values` over the file's keys."""
-    processes = num_processes or (max(gpu_count, 1) if on_gpu else 1)
+    default = max(gpu_count, 1) if on_gpu else 1
+    processes = default if num_processes is None else num_processes
     if processes < 1:
         raise TrainingInputError(f"num_processes must be at least 1, not {processes}")
     if on_gpu and processes > gpu_count:
@@ -127,7 +128,7 @@ def plan_launch(
     config_path = None
     if accelerate_config is not None or processes > 1:
         config_path = find_accelerate_config(accelerate_config or "ddp")
-    overrides = json.dumps({k: _plain(v) for k, v in child_values.items()})
+    overrides = json.dumps({k: plain_value(v) for k, v in child_values.items()})
     entry = ["-m", "training.sft", "--config", str(recipe_path), OVERRIDES_FLAG, overrides]
     env = {
         **os.environ,

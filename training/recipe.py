@@ -138,7 +138,7 @@ class RecipeSource:
         return {
             key: value
             for key, value in self.values.items()
-            if _plain(self.file_values.get(key, missing)) != _plain(value)
+            if plain_value(self.file_values.get(key, missing)) != plain_value(value)
         }
 
 
@@ -357,16 +357,16 @@ def resolve_recipe(source: RecipeSource, decided: dict[str, Any]) -> Recipe:
     )
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """A value YAML can write and read back the same: enums as their value, tuples as lists."""
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, tuple | list):
-        return [_plain(item) for item in value]
+        return [plain_value(item) for item in value]
     if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain_value(item) for key, item in value.items()}
     return value
 
 
@@ -378,7 +378,7 @@ def recipe_yaml(recipe: Recipe) -> str:
         "# Re-run the same training with: python -m training.sft --config <this file>\n"
     )
     body = yaml.safe_dump(
-        {key: _plain(value) for key, value in recipe.values.items()},
+        {key: plain_value(value) for key, value in recipe.values.items()},
         sort_keys=False,
         allow_unicode=True,
     )
@@ -389,4 +389,6 @@ def differing_keys(recorded: dict[str, Any], current: dict[str, Any]) -> list[st
     """Keys whose values differ between a recorded and a current recipe, except the keys a
     resumed run may change (RESUMABLE_KEYS)."""
     keys = (set(recorded) | set(current)) - RESUMABLE_KEYS
-    return sorted(key for key in keys if _plain(recorded.get(key)) != _plain(current.get(key)))
+    return sorted(
+        key for key in keys if plain_value(recorded.get(key)) != plain_value(current.get(key))
+    )

@@ -262,6 +262,13 @@ def _early_stopping_defaults(values: dict[str, Any], data: TrainingData) -> dict
         raise TrainingInputError(
             "early_stopping_patience needs evaluations: set eval_strategy to epoch or steps"
         )
+    saving = values.get("save_strategy")
+    if saving is not None and str(saving) not in (strategy, "best"):
+        raise TrainingInputError(
+            f"early_stopping_patience keeps the checkpoint with the lowest validation loss, so "
+            f"a checkpoint is saved at every evaluation: set save_strategy to {strategy} (it "
+            f"is {saving})"
+        )
     decided: dict[str, Any] = {}
     defaults = {
         "save_strategy": strategy,  # the best checkpoint must exist when it is chosen
@@ -428,7 +435,7 @@ def train(
     history = list(trainer.state.log_history)  # the curves: before the final evaluation
     eval_loss = None
     if data.validation is not None:
-        eval_loss = float(trainer.evaluate()["eval_loss"])
+        eval_loss = _final_eval_loss(trainer, history)
 
     saved_dtype = str(run.recipe.model.dtype or "auto")
     if run.recipe.model.use_peft:
@@ -531,6 +538,18 @@ def _cast_for_saving(trainer: MeteredSFTTrainer, run: PreparedRun) -> str:
         raise TrainingInputError(f"save_dtype {wanted!r} is not auto, {', '.join(dtypes)}")
     trainer.model.to(dtypes[wanted])
     return wanted
+
+
+def _final_eval_loss(trainer: MeteredSFTTrainer, history: list[dict[str, Any]]) -> float:
+    """The validation loss of the model as saved: the last evaluation's when it evaluated
+    this very model (at the final step, and early stopping kept that step's weights), else
+    a new evaluation (a minute of a CPU run saved when the last epoch ended with one)."""
+    state = trainer.state
+    kept = _best_step(state.best_model_checkpoint) if trainer.args.load_best_model_at_end else None
+    last = next((entry for entry in reversed(history) if "eval_loss" in entry), None)
+    if last is not None and last.get("step") == state.global_step and kept in (None, last["step"]):
+        return float(last["eval_loss"])
+    return float(trainer.evaluate()["eval_loss"])
 
 
 def _best_step(checkpoint: str | None) -> int | None:

@@ -103,7 +103,8 @@ class PredictConfig(BackendConfig, PromptOptions, StageConfig):
         default=None,
         ge=1,
         description="Tokens per answer at most; default: fitted to the answers the student "
-        "was trained on (the longest, plus a quarter), else 1024.",
+        "was trained on (1.5 x their 95th percentile, at most the longest, + 16), else 1024. "
+        "Answers cut at it are counted.",
     )
     stop_at_answer_end: bool = Field(
         default=True,
@@ -152,16 +153,21 @@ DEFAULT_MAX_TOKENS = 1024
 
 
 def fitted_max_tokens(config: PredictConfig, settings: PromptSettings) -> tuple[int, str]:
-    """(max tokens per answer, why): the config's, else the longest completion the student
-    was trained on plus a quarter (from its dataset's export.json), else 1024."""
+    """(max tokens per answer, why): the config's, else fitted to the completions the
+    student was trained on (its dataset's export.json): 1.5 x their 95th percentile, at most
+    the longest, plus 16. Not the longest alone: on a static batch one answer that never
+    ends holds every row until the limit, and a few outliers would set it."""
     if config.max_tokens is not None:
         return config.max_tokens, "max_tokens"
     source = Path(settings.source)
     if source.name == "export.json" and source.is_file():
         lengths = json.loads(source.read_text(encoding="utf-8")).get("completion_tokens")
         if lengths:
-            fitted = int(lengths["max"] * 1.25) + 16
-            return fitted, f"the longest training answer ({lengths['max']} tokens) + 25%"
+            fitted = min(lengths["max"], int(1.5 * lengths["p95"])) + 16
+            return fitted, (
+                f"fitted to the training answers: 1.5 x their 95th percentile "
+                f"({lengths['p95']} tokens), at most the longest ({lengths['max']}), + 16"
+            )
     return DEFAULT_MAX_TOKENS, "default (the training data's answer lengths are unknown)"
 
 

@@ -132,3 +132,22 @@ def test_cli_schema_and_unknown_database(dev_dir: Path) -> None:
         [bird, "schema", "--data", dev_dir, "--db", "nope"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and "'nope' is not a database" in bad.stderr
+
+
+def test_compact_style_keeps_every_table_and_key_in_fewer_characters(dev_dir: Path) -> None:
+    schema = load_schema(load_split(dev_dir), "student_club", sample_values=0)
+    sql_style = render_schema(schema, max_chars=None)
+    compact = render_schema(schema, style="compact")
+    lines = compact.splitlines()
+    assert len(lines) == len(schema.tables)  # one line per table
+    for table, line in zip(schema.tables, lines, strict=True):
+        assert line.startswith(f"{table.name}(") or line.startswith(f'"{table.name}"(')
+        for column in table.columns:
+            assert column.name in line
+        for key in table.foreign_keys:  # keys inline, as the SQL style declares them
+            assert f"REFERENCES {key.ref_table}({key.ref_columns[0]})" in line.replace('"', "")
+    assert len(compact) < 0.6 * len(sql_style)
+    # a budget drops trailing tables, as the SQL style does once its comments are gone
+    cut = render_schema(schema, max_chars=len(compact) // 2, style="compact")
+    omitted = int(re.search(r"-- (\d+) more tables omitted", cut).group(1))
+    assert len(cut.splitlines()) - 2 + omitted == len(schema.tables)  # note: blank + line

@@ -55,6 +55,22 @@ def _run(run: Path, *extra: str, flags: tuple[str, ...] = ()) -> subprocess.Comp
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
 
 
+def _training_processes(run: Path) -> list[int]:
+    """Live processes training into `run` (their command line names its folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if "training.sft" in command and str(run) in command and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
 def _artifacts(run: Path) -> dict[str, str]:
     """What a run produced, by relative path: record files as sorted lines (appends arrive in
     any order; the run's own folder, which model paths hold, written as <run>), model weights
@@ -138,6 +154,50 @@ def test_every_stage_produced_and_the_artifacts_agree(demo_run: Path) -> None:
 
 
 @pytest.mark.slow
+def test_outputs_say_what_limits_their_numbers_and_cards_tell_the_truth(demo_run: Path) -> None:
+    """Every output states cut answers, training rows and voted = greedy; dataset cards name
+    the demo data (not BIRD) and its license; model cards name their base model."""
+    import safetensors
+
+    report = json.loads((demo_run / "report" / "report.json").read_text())
+    markdown = (demo_run / "report" / "report.md").read_text()
+    assert "## What limits these numbers" in markdown
+    for system in report["systems"]:
+        name = system["name"]
+        summary = json.loads((demo_run / "predict" / name / "summary.json").read_text())
+        records = (demo_run / "predict" / name / "predictions.jsonl").read_text()
+        predictions = [json.loads(line) for line in records.splitlines()]
+        cut = sum(p["candidates"][0]["finish_reason"] == "length" for p in predictions)
+        assert summary["cut_at_max_tokens"] == cut  # counted from the answers themselves
+        assert f"{name}: voted = greedy: no samples were drawn" in markdown
+        if cut:
+            assert f"{name}: {cut} of {len(predictions)} greedy answers stopped at the" in markdown
+        model = demo_run / "models" / f"student-{name}"
+        manifest = json.loads((model / "training_manifest.json").read_text())
+        rows = manifest["dataset"]["train_rows"]
+        assert f"{name}: trained {manifest['steps']} steps" in markdown and f"{rows} rows" in (
+            markdown
+        )
+    assert (demo_run / "report" / "learning_curves.png").stat().st_size > 0
+    assert "## Coverage of the train split by source" in markdown
+    for kind in ("rationalizer", "student-cot", "student-nocot"):
+        card = (demo_run / "export" / kind / "README.md").read_text()
+        metadata = yaml.safe_load(card.split("---")[1])
+        assert metadata["license"] == "apache-2.0"  # the project's: the demo is invented here
+        assert "BIRD" not in card and "sql-rationale demo dataset" in card
+        assert "smollm2-135m" in card  # the model whose tokenizer budgeted the prompts
+        model = demo_run / "models" / kind
+        model_card = (model / "README.md").read_text()
+        assert "None" not in model_card and "SmolLM2-135M-Instruct" in model_card
+        assert str(demo_run / "export" / kind) in model_card and "sql-rationale demo" in model_card
+        manifest = json.loads((model / "training_manifest.json").read_text())
+        assert manifest["saved_dtype"] == "bfloat16" and manifest["weights_dtype"] == "float32"
+        with safetensors.safe_open(str(model / "model.safetensors"), "pt") as weights:
+            first = next(iter(weights.keys()))
+            assert str(weights.get_tensor(first).dtype) == "torch.bfloat16"
+
+
+@pytest.mark.slow
 def test_a_second_run_skips_and_a_changed_section_reruns_what_follows(demo_run: Path) -> None:
     before = _artifacts(demo_run)
     again = _run(demo_run)
@@ -183,8 +243,14 @@ def test_killed_in_the_middle_a_run_ends_with_the_same_artifacts(
     while not checkpoint.exists():  # in the middle of training the rationalizer
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
+    trainers = _training_processes(run)
+    assert trainers, "the training step runs in a child process"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
+    deadline = time.monotonic() + 30  # the kernel sends the child SIGTERM (PDEATHSIG)
+    while _training_processes(run) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _training_processes(run), "training outlived the killed pipeline"
     assert not (run / "models" / "rationalizer" / "model.safetensors").exists()
     resumed = _run(run, flags=tuple(only))
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -109,3 +109,33 @@ def test_output_dir_of_another_recipe(
 def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     assert "usage: python -m training.sft --config RECIPE.yaml" in capsys.readouterr().out
+
+
+def test_early_stopping_needs_evaluations_and_decides_the_rest(
+    capsys: pytest.CaptureFixture[str],
+    rationalizer_export: Path,
+    model_resolver: Callable[[str], str],
+) -> None:
+    argv = ["--config", RECIPE, "--early_stopping_patience", "2"]
+    line = _error_of(capsys, [*argv, "--dataset", str(rationalizer_export)], model_resolver)
+    assert "early_stopping_patience needs evaluations: set eval_strategy" in line
+    no_validation = [*argv, "--eval_strategy", "epoch", "--dataset"]
+    line = _error_of(
+        capsys, [*no_validation, str(rationalizer_export / "train.parquet")], model_resolver
+    )
+    assert "needs a validation split" in line
+    mismatch = [*argv, "--eval_strategy", "epoch", "--save_strategy", "steps"]
+    line = _error_of(capsys, [*mismatch, "--dataset", str(rationalizer_export)], model_resolver)
+    assert "set save_strategy to epoch (it is steps)" in line
+    run = prepare_run(
+        RECIPE,
+        args=["--early_stopping_patience", "2", "--eval_strategy", "epoch"],
+        resolve_model=model_resolver,
+        dataset=str(rationalizer_export),
+        save_strategy="epoch",
+    )
+    assert run.recipe.sft.load_best_model_at_end and run.recipe.sft.metric_for_best_model == (
+        "eval_loss"
+    )
+    assert run.recipe.sft.greater_is_better is False
+    assert run.recipe.options.early_stopping_patience == 2

@@ -87,3 +87,36 @@ def test_stop_strings_cut_the_output(hf_backend: HFBackend) -> None:
     assert "," not in cut.texts[0]
     assert full.texts[0].startswith(cut.texts[0])
     assert cut.completions[0].finish_reason == "stop"
+
+
+def test_an_answer_ends_where_its_block_closes(hf_backend: HFBackend) -> None:
+    """The stop rule every backend applies, and the per-token check the hf backend runs with
+    the real tokenizer (what ends generation early)."""
+    from rationale.llm.types import cut_answer, end_of_block_after
+
+    cot = (
+        "### Step 1: Rows\n\nKeep them.\n\n```sql\nSELECT a FROM t\n```\n\n### Final answer\n\n"
+        "Count them.\n\n```sql\nSELECT COUNT(*) FROM step1\n```\nAnd then the model rambles"
+    )
+    end = cot.index("FROM step1\n```") + len("FROM step1\n```")
+    assert end_of_block_after(cot, "### Final answer") == end
+    assert end_of_block_after(cot[: end - 1], "### Final answer") is None  # not closed yet
+    assert end_of_block_after("```sql\nSELECT 1\n```\nmore", "") == len("```sql\nSELECT 1\n```")
+    text, cut = cut_answer(cot, SamplingParams(stop_after_block="### Final answer"))
+    assert text == cot[:end] and cut
+    assert cut_answer(cot, SamplingParams())[0] == cot  # no rule: nothing cut
+    tokenizer = hf_backend.tokenizer
+    criteria = hf_backend._stopping_criteria(
+        SamplingParams(stop_after_block="### Final answer"), prompt_width=2
+    )
+    prefix = tokenizer("x y", add_special_tokens=False, return_tensors="pt")["input_ids"][:, :2]
+
+    def stops(text: str) -> bool:
+        import torch
+
+        body = tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        return bool(criteria(torch.cat([prefix, body], dim=1), None)[0])
+
+    assert stops(cot[:end])
+    assert not stops(cot[: end - 4])
+    assert not stops("### Step 1: x\n\n```sql\nSELECT 1\n```")  # a step's block: go on

@@ -94,7 +94,10 @@ def test_rationalizer_dataset_holds_the_pool_as_trained_prompts(
     # the card's metadata says what is in the folder
     card = (out / "README.md").read_text()
     metadata = yaml.safe_load(card.split("---\n")[1])
-    assert metadata["license"] == "cc-by-sa-4.0"
+    assert metadata["license"] == "cc-by-sa-4.0"  # BIRD's: the questions and SQL are BIRD's
+    assert metadata["sql_rationale"]["source"]["kind"] == "bird"
+    assert "BIRD (train split" in card and "sql-rationale demo" not in card
+    assert "smollm2-135m" in card  # the model whose tokenizer budgeted the prompts
     assert metadata["sql_rationale"]["counts"]["train"] == report.counts["train"]
     assert metadata["sql_rationale"]["prompts_cut"] == report.prompts_cut
     assert metadata["sql_rationale"]["template_hash"] == report.template_hash
