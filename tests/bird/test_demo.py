@@ -22,7 +22,7 @@ from sqlglot import exp
 
 from bird.data import BirdExample, BirdSplit, load_split
 from bird.demo import DATA_DIR, materialize, source_key
-from bird.demo.build import DemoBuildError, build_database, remove_stale_staging
+from bird.demo.build import DEMO_MARKER, DemoBuildError, build_database, remove_stale_staging
 from bird.demo.generate_rows import write_rows
 from bird.descriptions import read_descriptions
 from bird.executor import execute_sql
@@ -54,8 +54,9 @@ def _digests(root: Path) -> dict[str, str]:
 
 
 def _expected_files() -> set[str]:
-    """What a complete tree holds, derived from the sources."""
-    expected = set()
+    """What a complete tree holds, derived from the sources (and the marker that tells a
+    dataset card this is the demo, not BIRD)."""
+    expected = {DEMO_MARKER}
     for split in SPLITS:
         source = DATA_DIR / split
         expected |= {f"{split}/{p.name}" for p in source.iterdir() if p.is_file()}

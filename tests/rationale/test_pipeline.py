@@ -184,7 +184,8 @@ def test_outputs_say_what_limits_their_numbers_and_cards_tell_the_truth(demo_run
         card = (demo_run / "export" / kind / "README.md").read_text()
         metadata = yaml.safe_load(card.split("---")[1])
         assert metadata["license"] == "apache-2.0"  # the project's: the demo is invented here
-        assert "BIRD" not in card and "sql-rationale demo dataset" in card
+        assert not any("BIRD" in name for name in metadata["source_datasets"])
+        assert "from BIRD" not in card and "sql-rationale demo dataset" in card
         assert "smollm2-135m" in card  # the model whose tokenizer budgeted the prompts
         model = demo_run / "models" / kind
         model_card = (model / "README.md").read_text()

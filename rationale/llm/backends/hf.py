@@ -7,15 +7,17 @@ does not depend on it.
 
 Generation stops for a row at its end token, at a stop string, or once the answer format
 is complete (`stop_after_block`: the closing fence of the SQL block), checked per token;
-and for every row at once when the backend is closed (Ctrl-C: the stage closes it), so
-an interrupted batch ends within a token instead of running to `max_tokens`. Closing also
-returns the model's memory (on a GPU, to the device).
+and for every row at once when the backend is closed (Ctrl-C: the stage closes it): a
+check before every decoder layer ends even a long prompt's prefill within a layer, so an
+interrupted batch ends in well under a second instead of running to `max_tokens`. Closing
+also returns the model's memory (on a GPU, to the device).
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -84,6 +86,24 @@ class HFBackend:
         eos_ids = eos if isinstance(eos, list) else [eos]
         self._eos_ids = {i for i in [*eos_ids, self.tokenizer.eos_token_id] if i is not None}
         self._cancel = threading.Event()
+        self._watch_layers()
+
+    def _watch_layers(self) -> None:
+        """A check before every decoder layer (the stacked `layers.N` modules; the whole
+        model where it has none) that ends a forward pass once the backend is closed."""
+        cancel = self._cancel
+
+        def stop_if_closed(_module: Any, _args: Any) -> None:
+            if cancel.is_set():
+                raise GenerationError("generation stopped: the backend was closed")
+
+        layers = [
+            module
+            for name, module in self.hf_model.named_modules()
+            if re.fullmatch(r"(.*\.)?layers\.\d+", name)
+        ]
+        for module in layers or [self.hf_model]:
+            module.register_forward_pre_hook(stop_if_closed)
 
     def close(self) -> None:
         """Stop a generate call in flight (at its next token) and free the model."""
