@@ -7,14 +7,20 @@ Each example with a database is checked:
     gold_fails        the gold query raises an error
     gold_timeout      it does not finish within the time limit
     nondeterministic  its result set changes on a copy of the database whose rows are
-                      stored in reverse order (same content): LIMIT without ORDER BY, ties
+                      stored in reverse order (same content), or when every scan of the
+                      original runs backwards: LIMIT without ORDER BY, ties
                       at an ORDER BY ... LIMIT cut, bare columns beside an aggregate, ...
                       (a float sum that differs only in its last bits is not counted)
     no_database       the database file is absent (nothing could be checked)
 
-The reordered copy is built once per database content (cached under the cache root). A
-table whose rowid is its INTEGER PRIMARY KEY keeps its scan order in any copy; a query
-that depends on the order of such a table is deterministic on this file and not reported.
+The reordered copy is built once per database content (cached under the cache root).
+Every table is reversed, whatever its storage: tables keyed by INTEGER PRIMARY KEY and
+WITHOUT ROWID tables, which SQLite keeps in key order, get another storage in the copy
+(see `reordered_copy`). A third run reads the original with SQLite's
+`PRAGMA reverse_unordered_selects` (every scan backwards). Each finds what the other
+misses (tests/bird/test_audit.py plants each kind in each storage): the pragma does not
+change which of two tied rows an ORDER BY ... LIMIT or a MAX() keeps, and the copy keeps
+the order of a unique index that answers an unordered LIMIT by itself.
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ from typing import Literal
 import sqlglot
 from pydantic import BaseModel
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import SqlglotError
+from sqlglot.tokens import TokenType
 
 from bird.compare import ex_match
 from bird.console import ProgressCallback, no_progress
@@ -42,7 +50,12 @@ from bird.schema import always_quote
 
 Reason = Literal["no_database", "gold_fails", "gold_timeout", "nondeterministic"]
 REASONS: tuple[Reason, ...] = ("no_database", "gold_fails", "gold_timeout", "nondeterministic")
-REORDER_FORMAT = 1  # bump when the copy changes, to rebuild cached copies
+REORDER_FORMAT = 2  # bump when the copy changes, to rebuild cached copies
+_SQLITE = Dialect.get_or_raise("sqlite")
+UNORDERED_LIMIT = "LIMIT without ORDER BY"
+TIE_AT_LIMIT = "ties at the ORDER BY ... LIMIT cut"
+BARE_COLUMN = "a bare column beside an aggregate"
+UNKNOWN_SHAPE = "its result depends on the order rows are stored in"
 
 
 class AuditFinding(BaseModel):
@@ -70,8 +83,16 @@ class AuditReport(BaseModel):
 
 
 def reordered_copy(db_path: Path, cache_dir: Path | None = None) -> Path:
-    """A copy of `db_path` with the same content, every table's rows stored in reverse
-    rowid order, built once per database content (written aside, then renamed in)."""
+    """A copy of `db_path` with the same content, every table's rows stored in the reverse
+    of the order a scan of the original visits them, built once per database content
+    (written aside, then renamed in).
+
+    A table keyed by `INTEGER PRIMARY KEY` is stored in key order whatever the insertion
+    order, and a `WITHOUT ROWID` table in primary-key order; reversing their rows needs
+    another storage, so in the copy the key is declared `INT PRIMARY KEY` (the same
+    integer affinity, a unique index instead of the rowid) and `WITHOUT ROWID` is dropped
+    (see `storage_free_ddl`). Values, affinities, collations and indexes are unchanged.
+    """
     digest = database_digest(db_path)
     folder = (cache_dir or cache_root() / "audit") / f"{digest[:24]}-v{REORDER_FORMAT}"
     target = folder / db_path.name
@@ -80,27 +101,35 @@ def reordered_copy(db_path: Path, cache_dir: Path | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f".{db_path.name}.{os.getpid()}.partial"
     partial.unlink(missing_ok=True)
-    source = sqlite3.connect(f"{db_path.resolve().as_uri()}?mode=ro", uri=True)
+    source_uri = f"{db_path.resolve().as_uri()}?mode=ro"
+    source = sqlite3.connect(source_uri, uri=True)
     copy = sqlite3.connect(partial)
     try:
         objects = source.execute(
             "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL "
             "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
         ).fetchall()
-        for kind, _, sql in objects:
-            if kind == "table":
-                copy.execute(sql)
-        copy.execute("ATTACH DATABASE ? AS source", (f"{db_path.resolve().as_uri()}?mode=ro",))
-        for kind, name, sql in objects:
-            if kind != "table" or "VIRTUAL TABLE" in sql.upper():
-                continue
+        tables = [
+            (name, sql)
+            for kind, name, sql in objects
+            if kind == "table" and "VIRTUAL TABLE" not in sql.upper()
+        ]
+        for name, sql in tables:
+            copy.execute(storage_free_ddl(sql, _rowid_alias(source, name)))
+        copy.execute("ATTACH DATABASE ? AS source", (source_uri,))
+        # Every scan of the copying SELECT runs backwards: rowid tables from the highest
+        # rowid, WITHOUT ROWID tables from the highest key. The copy's tables differ from
+        # the originals, so SQLite cannot transfer pages as they are.
+        copy.execute("PRAGMA reverse_unordered_selects=1")
+        for name, _ in tables:
             quoted = always_quote(name)
-            try:
-                copy.execute(
-                    f"INSERT INTO main.{quoted} SELECT * FROM source.{quoted} ORDER BY rowid DESC"
-                )
-            except sqlite3.OperationalError:  # WITHOUT ROWID: no rowid to reverse
-                copy.execute(f"INSERT INTO main.{quoted} SELECT * FROM source.{quoted}")
+            columns = ", ".join(
+                always_quote(row[1])
+                for row in source.execute(f"PRAGMA table_info({quoted})").fetchall()
+            )
+            copy.execute(
+                f"INSERT INTO main.{quoted} ({columns}) SELECT {columns} FROM source.{quoted}"
+            )
         copy.commit()
         copy.execute("DETACH DATABASE source")
         for kind, _, sql in objects:
@@ -114,6 +143,65 @@ def reordered_copy(db_path: Path, cache_dir: Path | None = None) -> Path:
     return target
 
 
+def _rowid_alias(connection: sqlite3.Connection, table: str) -> str | None:
+    """The column that is `table`'s rowid (declared `INTEGER PRIMARY KEY`), if any."""
+    keys = [
+        row
+        for row in connection.execute(f"PRAGMA table_info({always_quote(table)})").fetchall()
+        if row[5]
+    ]
+    if len(keys) == 1 and str(keys[0][2]).upper() == "INTEGER":
+        return str(keys[0][1])
+    return None
+
+
+def storage_free_ddl(sql: str, rowid_alias: str | None) -> str:
+    """`CREATE TABLE` text whose rows are stored in insertion order: the rowid alias
+    column's `INTEGER` becomes `INT` and `WITHOUT ROWID` is dropped; nothing else changes
+    (the text is edited token by token, never regenerated, so types keep their spelling
+    and their affinity)."""
+    tokens = _SQLITE.tokenize(sql)
+    edits: list[tuple[int, int, str]] = []  # (start, end inclusive, replacement)
+    depth = 0
+    element_start = False
+    for index, token in enumerate(tokens):
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+            element_start = depth == 1
+            continue
+        if token.token_type == TokenType.R_PAREN:
+            depth -= 1
+            continue
+        if depth == 1 and token.token_type == TokenType.COMMA:
+            element_start = True
+            continue
+        if element_start and depth == 1:
+            element_start = False
+            following = tokens[index + 1] if index + 1 < len(tokens) else None
+            if (
+                rowid_alias is not None
+                and token.text.lower() == rowid_alias.lower()
+                and following is not None
+                and following.text.upper() == "INTEGER"
+            ):
+                edits.append((following.start, following.end, "INT"))
+        if (
+            depth == 0
+            and token.text.upper() == "WITHOUT"
+            and index + 1 < len(tokens)
+            and tokens[index + 1].text.upper() == "ROWID"
+        ):
+            start, end = token.start, tokens[index + 1].end
+            if index > 0 and tokens[index - 1].token_type == TokenType.COMMA:
+                start = tokens[index - 1].start  # "STRICT, WITHOUT ROWID"
+            elif index + 2 < len(tokens) and tokens[index + 2].token_type == TokenType.COMMA:
+                end = tokens[index + 2].end  # "WITHOUT ROWID, STRICT"
+            edits.append((start, end, ""))
+    for start, end, replacement in sorted(edits, reverse=True):
+        sql = sql[:start] + replacement + sql[end + 1 :]
+    return sql
+
+
 def _normalized(rows: Sequence[tuple[object, ...]]) -> set[tuple[object, ...]]:
     """Rows with floats to 10 significant digits: summing the same reals in another order
     changes the last bits (600.11 vs 600.1099999999999), which is float arithmetic, not a
@@ -121,19 +209,50 @@ def _normalized(rows: Sequence[tuple[object, ...]]) -> set[tuple[object, ...]]:
     return {tuple(float(f"{v:.10g}") if isinstance(v, float) else v for v in row) for row in rows}
 
 
+def _changed(original: ExecutionResult, other: ExecutionResult) -> bool:
+    """Another result set, not only floats summed in another order."""
+    return (
+        other.ok
+        and not ex_match(original.rows, other.rows)
+        and _normalized(original.rows) != _normalized(other.rows)
+    )
+
+
 def _shape(sql: str) -> str:
     """Why a query's result may depend on row order, read from its text (for the report)."""
     try:
         tree = sqlglot.parse_one(sql, read="sqlite")
     except SqlglotError:
-        return "its result depends on the order rows are stored in"
+        return UNKNOWN_SHAPE
     if isinstance(tree, exp.Query):
         limit, order = tree.args.get("limit"), tree.args.get("order")
         if limit is not None and order is None:
-            return "LIMIT without ORDER BY"
+            return UNORDERED_LIMIT
         if limit is not None:
-            return "ties at the ORDER BY ... LIMIT cut"
-    return "its result depends on the order rows are stored in (e.g. bare columns)"
+            return TIE_AT_LIMIT
+    if any(_has_bare_column(select) for select in tree.find_all(exp.Select)):
+        return BARE_COLUMN
+    for query in tree.find_all(exp.Query):  # the same, in a subquery or a CTE
+        if query.args.get("limit") is not None:
+            return UNORDERED_LIMIT if query.args.get("order") is None else TIE_AT_LIMIT
+    return UNKNOWN_SHAPE
+
+
+def _has_bare_column(select: exp.Select) -> bool:
+    """A selected column that is neither aggregated nor grouped by, beside an aggregate or
+    a GROUP BY: SQLite takes it from whichever row it meets (the MAX row, ties aside)."""
+    group = select.args.get("group")
+    grouped = {e.sql() for e in group.expressions} if group is not None else set()
+    aggregated = any(e.find(exp.AggFunc) for e in select.expressions)
+    if not aggregated and group is None:
+        return False
+    for expression in select.expressions:
+        inner = expression.this if isinstance(expression, exp.Alias) else expression
+        if inner.find(exp.AggFunc) or inner.sql() in grouped:
+            continue
+        if any(column.sql() not in grouped for column in inner.find_all(exp.Column)):
+            return True
+    return False
 
 
 def audit_split(
@@ -165,30 +284,37 @@ def audit_split(
         for index, db_id in enumerate(dict.fromkeys(e.db_id for e in present), start=1):
             progress("reordered copies", index - 1, None, db_id)
             copies[db_id] = reordered_copy(split.database_path(db_id), cache_dir)
-    requests = [ExecutionRequest(db_path=split.database_path(e.db_id), sql=e.sql) for e in present]
-    requests += [ExecutionRequest(db_path=copies[e.db_id], sql=e.sql) for e in present if reorder]
+    originals = [ExecutionRequest(db_path=split.database_path(e.db_id), sql=e.sql) for e in present]
+    on_copies = [ExecutionRequest(db_path=copies[e.db_id], sql=e.sql) for e in present if reorder]
+    total = len(originals) + 2 * len(on_copies)
     done = 0
 
     def advance(_: int, __: ExecutionResult) -> None:
         nonlocal done
         done += 1
-        progress("gold queries", done, len(requests), "")
+        progress("gold queries", done, total, "")
 
     with ExecutionPool(workers) as pool:  # gold SQL may be pathological: a watchdog each
-        results = pool.execute_many(requests, timeout=timeout, on_result=advance)
-    originals, reordered = results[: len(present)], results[len(present) :]
+        first = pool.execute_many(originals + on_copies, timeout=timeout, on_result=advance)
+        # The copy reverses every table's storage; reading the original backwards as well
+        # catches an unordered LIMIT answered from a unique index (which a copy keeps).
+        backwards = (
+            pool.execute_many(originals, timeout=timeout, on_result=advance, reverse_unordered=True)
+            if reorder
+            else []
+        )
+    results, reordered = first[: len(present)], first[len(present) :]
     for position, example in enumerate(present):
-        original = originals[position]
+        original = results[position]
         finding = None
         if original.timed_out:
             finding = ("gold_timeout", f"no result within {timeout:g} s")
         elif not original.ok:
             finding = ("gold_fails", f"{original.error_kind}: {original.error}")
-        elif reorder:
-            other = reordered[position]
-            changed = other.ok and not ex_match(original.rows, other.rows)
-            if changed and _normalized(original.rows) != _normalized(other.rows):
-                finding = ("nondeterministic", _shape(example.sql))
+        elif reorder and any(
+            _changed(original, other) for other in (reordered[position], backwards[position])
+        ):
+            finding = ("nondeterministic", _shape(example.sql))
         if finding is not None:
             reason, detail = finding
             findings.append(

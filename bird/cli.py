@@ -286,8 +286,10 @@ def audit(
     """Check every gold query: does it execute, in time, and is its result determined?
 
     A result that changes on a copy of the database whose rows are stored in reverse order
-    (same content) depends on chance: LIMIT without ORDER BY, ties at an ORDER BY ... LIMIT
-    cut, bare columns. Prints counts by reason and every finding; exit code 0 either way.
+    (same content, whatever the table's key), or when every scan runs backwards (PRAGMA
+    reverse_unordered_selects), depends on chance: LIMIT without ORDER BY, ties at an
+    ORDER BY ... LIMIT cut, bare columns. Prints counts by reason and every finding; exit
+    code 0 either way.
     """
     from rich.table import Table
 

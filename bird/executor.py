@@ -294,18 +294,19 @@ class DatabaseCache:
 
     def __init__(self, capacity: int = CACHED_CONNECTIONS) -> None:
         self.capacity = capacity
-        self._open: OrderedDict[Path, ReadOnlyDatabase] = OrderedDict()
+        self._open: OrderedDict[tuple[Path, bool], ReadOnlyDatabase] = OrderedDict()
         # Resolving a path costs a system call per component: done once per spelling.
         self._resolved: dict[str, Path] = {}
 
-    def get(self, path: Path | str) -> ReadOnlyDatabase:
+    def get(self, path: Path | str, *, reverse_unordered: bool = False) -> ReadOnlyDatabase:
         given = str(path)
-        key = self._resolved.get(given)
-        if key is None:
-            key = self._resolved[given] = Path(path).resolve()
+        resolved = self._resolved.get(given)
+        if resolved is None:
+            resolved = self._resolved[given] = Path(path).resolve()
+        key = (resolved, reverse_unordered)
         database = self._open.get(key)
         if database is None:
-            database = open_read_only(path)
+            database = open_read_only(path, reverse_unordered=reverse_unordered)
             self._open[key] = database
             if len(self._open) > self.capacity:
                 self._open.popitem(last=False)[1].close()
@@ -325,6 +326,7 @@ class _Settings(NamedTuple):
     max_bytes: int
     max_steps: int | None
     text: TextDecoding
+    reverse_unordered: bool = False
 
 
 _WORKER_DATABASES = DatabaseCache()
@@ -336,7 +338,7 @@ def _execute_cached(
 ) -> ExecutionResult:
     started = time.monotonic()
     try:
-        database = cache.get(db_path)
+        database = cache.get(db_path, reverse_unordered=settings.reverse_unordered)
     except DatabaseUnavailable as error:
         return _result(started, error_kind="missing_database", error=str(error))
     return run_statement(
@@ -405,6 +407,7 @@ class ExecutionPool:
         text: TextDecoding = "strict",
         trusted: bool = False,
         costs: Sequence[float] | None = None,
+        reverse_unordered: bool = False,
     ) -> list[ExecutionResult]:
         """As the module-level execute_many, in this pool's worker processes.
 
@@ -412,9 +415,10 @@ class ExecutionPool:
         in this process while the workers are still starting, instead of waiting for them.
         `costs`: expected time of each request (e.g. its gold query's), so that the workers
         get equal shares of work; send the requests slowest first.
+        `reverse_unordered`: scans run backwards (PRAGMA reverse_unordered_selects).
         """
         _validate_limits(timeout, max_rows, max_bytes, max_steps)
-        settings = _Settings(timeout, max_rows, max_bytes, max_steps, text)
+        settings = _Settings(timeout, max_rows, max_bytes, max_steps, text, reverse_unordered)
         jobs = [(str(request.db_path), request.sql, settings) for request in requests]
         return self._pool.map(
             jobs,

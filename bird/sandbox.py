@@ -191,8 +191,11 @@ def read_only_uri(path: Path) -> str:
     return f"{path.resolve().as_uri()}?mode=ro"
 
 
-def open_read_only(path: Path | str) -> ReadOnlyDatabase:
-    """Open `path` in the sandbox. Raises DatabaseUnavailable with a message naming the file."""
+def open_read_only(path: Path | str, *, reverse_unordered: bool = False) -> ReadOnlyDatabase:
+    """Open `path` in the sandbox. Raises DatabaseUnavailable with a message naming the file.
+
+    `reverse_unordered` sets `PRAGMA reverse_unordered_selects` (scans run backwards), for
+    the gold audit's search for results that depend on the order rows are read in."""
     path = Path(path)
     if not path.exists():
         raise DatabaseUnavailable(f"database file not found: {path}")
@@ -206,6 +209,8 @@ def open_read_only(path: Path | str) -> ReadOnlyDatabase:
         raise DatabaseUnavailable(f"cannot open database {path}: {error}") from error
     try:
         _configure(connection)
+        if reverse_unordered:  # before the authorizer, which refuses every PRAGMA
+            connection.execute("PRAGMA reverse_unordered_selects=1")
     except sqlite3.Error as error:
         connection.close()
         raise DatabaseUnavailable(f"cannot read database {path}: {error}") from error

@@ -43,8 +43,9 @@ class AuditConfig(StageConfig):
     timeout: float = Field(default=30.0, gt=0, description="Seconds per gold query.")
     reorder: bool = Field(
         default=True,
-        description="Also run each gold query on a copy of its database with the rows stored "
-        "in reverse order, to find results that depend on chance.",
+        description="Also run each gold query on a copy of its database with every table's "
+        "rows stored in reverse order, and on the original read backwards, to find results "
+        "that depend on chance.",
     )
     workers: int = Field(default=2, ge=1, description="Executor processes.")
 
