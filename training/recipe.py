@@ -100,8 +100,9 @@ class RecipeOptions:
         default="auto",
         metadata={
             "help": "The dtype of the saved model: auto saves bfloat16 when training computed "
-            "in bf16 over fp32 master weights (the precision it computed in: half the disk, "
-            "the same eval loss to 4 decimals on the tiny recipes), else the weights as "
+            "in bf16 over fp32 master weights (the precision it computed in: half the disk; "
+            "rounding SmolLM2-135M's weights to bf16 moved its bf16-autocast validation loss "
+            "by -0.0006 and +0.0009 on the demo's CoT and no-CoT data), else the weights as "
             "trained; or float32, bfloat16, float16."
         },
     )
