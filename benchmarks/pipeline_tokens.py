@@ -98,7 +98,7 @@ def main() -> None:
     teacher = [len(prompt) for prompt in teacher_ids]
     order = sorted(range(len(chosen)), key=lambda i: (chosen[i].db_id, chosen[i].question_id))
     shared = [
-        _common_prefix(teacher_ids[i], teacher_ids[j])
+        _shared_prefix(teacher_ids[i], teacher_ids[j])
         for i, j in itertools.pairwise(order)
         if chosen[i].db_id == chosen[j].db_id
     ]
@@ -184,13 +184,9 @@ def main() -> None:
     console.print(projection)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    length = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        length += 1
-    return length
+def _shared_prefix(a: list[int], b: list[int]) -> int:
+    unequal = (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return next(unequal, min(len(a), len(b)))
 
 
 if __name__ == "__main__":

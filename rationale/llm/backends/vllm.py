@@ -325,22 +325,29 @@ class VLLMBackend:
                 return self._engine_failure(rank, how)
         return None
 
+    def _poll(self) -> tuple[str, int, Any] | None:
+        """The next message from an engine, or None after POLL_S; an engine that died
+        meanwhile raises its failure."""
+        try:
+            return self._results.get(timeout=POLL_S)
+        except queue.Empty:
+            dead = self._dead_engine()
+            if dead is not None:
+                raise dead from None
+            return None
+
     def _wait_ready(self) -> None:
         waiting = set(range(len(self._specs)))
         deadline = time.monotonic() + self.start_timeout
         while waiting:
-            try:
-                kind, rank, payload = self._results.get(timeout=POLL_S)
-            except queue.Empty:
-                dead = self._dead_engine()
-                if dead is not None:
-                    raise dead from None
+            message = self._poll()
+            if message is None:
                 if time.monotonic() > deadline:
-                    rank = min(waiting)
                     raise self._engine_failure(
-                        rank, f"did not become ready within {self.start_timeout:.0f} s"
-                    ) from None
+                        min(waiting), f"did not become ready within {self.start_timeout:.0f} s"
+                    )
                 continue
+            kind, rank, payload = message
             if kind == "error":
                 raise self._engine_failure(rank, f"failed to start ({payload})")
             waiting.discard(rank)
@@ -348,13 +355,10 @@ class VLLMBackend:
 
     def _next_result(self) -> list[dict[str, Any]]:
         while True:
-            try:
-                kind, rank, payload = self._results.get(timeout=POLL_S)
-            except queue.Empty:
-                dead = self._dead_engine()
-                if dead is not None:
-                    raise dead from None
+            message = self._poll()
+            if message is None:
                 continue
+            kind, rank, payload = message
             if kind == "error":
                 raise self._engine_failure(rank, f"failed ({payload})")
             if kind == "done":
