@@ -286,7 +286,7 @@ def audit_split(
             copies[db_id] = reordered_copy(split.database_path(db_id), cache_dir)
     originals = [ExecutionRequest(db_path=split.database_path(e.db_id), sql=e.sql) for e in present]
     on_copies = [ExecutionRequest(db_path=copies[e.db_id], sql=e.sql) for e in present if reorder]
-    total = len(originals) + 2 * len(on_copies)
+    total = len(originals) + len(on_copies)
     done = 0
 
     def advance(_: int, __: ExecutionResult) -> None:
@@ -296,14 +296,24 @@ def audit_split(
 
     with ExecutionPool(workers) as pool:  # gold SQL may be pathological: a watchdog each
         first = pool.execute_many(originals + on_copies, timeout=timeout, on_result=advance)
+        results, reordered = first[: len(present)], first[len(present) :]
         # The copy reverses every table's storage; reading the original backwards as well
         # catches an unordered LIMIT answered from a unique index (which a copy keeps).
-        backwards = (
-            pool.execute_many(originals, timeout=timeout, on_result=advance, reverse_unordered=True)
-            if reorder
-            else []
+        # Queries that failed or timed out are not run a third time.
+        again = [position for position, result in enumerate(results) if reorder and result.ok]
+        total += len(again)
+        backwards = dict(
+            zip(
+                again,
+                pool.execute_many(
+                    [originals[position] for position in again],
+                    timeout=timeout,
+                    on_result=advance,
+                    reverse_unordered=True,
+                ),
+                strict=True,
+            )
         )
-    results, reordered = first[: len(present)], first[len(present) :]
     for position, example in enumerate(present):
         original = results[position]
         finding = None
