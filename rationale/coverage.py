@@ -2,8 +2,9 @@
 
 One table over the whole split: every example is covered by the seed file, the symbolic
 decomposer, the teacher or the rationalization model (the first that covers it, in that
-order), or it is not covered, with the cause: no database, a quarantined gold query (and
-why), every sample invalid (and the check that failed most), or never attempted.
+order), or it is not covered, with the cause: a quarantined gold query (and why: the
+export leaves it out of training data, even where a seed covers it), no database, every
+sample invalid (and the check that failed most), or never attempted.
 """
 
 from __future__ import annotations
@@ -71,12 +72,12 @@ def coverage_table(run_dir: RunDir, split: BirdSplit) -> CoverageTable:
     causes: Counter[str] = Counter()
     for example in split.examples:
         source = source_of.get(example.question_id)
-        if source is not None:
+        if example.question_id in quarantine:  # kept out of training data, even a seed
+            causes[f"quarantined: {quarantine[example.question_id]}"] += 1
+        elif source is not None:
             covered[source] += 1
         elif not split.has_database(example.db_id):
             causes["no database"] += 1
-        elif example.question_id in quarantine:
-            causes[f"quarantined: {quarantine[example.question_id]}"] += 1
         elif example.question_id in failures:
             check = failures[example.question_id].most_common(1)[0][0]
             causes[f"every sample invalid: {check}"] += 1

@@ -83,7 +83,9 @@ def test_annotation_covers_the_rest_and_every_acceptance_is_right(
     covered = (seeds | annotated) & {e.question_id for e in in_scope}
     assert report.covered == len(covered) and report.executable == len(in_scope)
     table = report.coverage_table
-    assert table.covered["seed"] == len(seeds) and table.covered["rationalizer"] == len(annotated)
+    # a quarantined question is not covered, even by a seed: the export leaves it out
+    assert table.covered["seed"] == len(seeds - quarantined)
+    assert table.covered["rationalizer"] == len(annotated)
     assert table.examples == len(split.examples)
     assert table.not_covered["no database"] == len(split.examples) - len(beer)
     assert table.not_covered["quarantined: nondeterministic"] == len(quarantined)
