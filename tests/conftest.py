@@ -7,7 +7,9 @@ BIRD_REQUIRED=1 (as in CI), where they fail instead.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -68,3 +70,31 @@ def dev(dev_dir: Path) -> BirdSplit:
 def train(train_dir: Path) -> BirdSplit:
     """The train split (6601 questions), loaded once per test session."""
     return load_split(train_dir)
+
+
+class LiveProcess(NamedTuple):
+    pid: int
+    ppid: int
+    command: str  # the command line, arguments joined by spaces
+
+
+def _live_processes() -> list[LiveProcess]:
+    """Every process of this machine that has not exited (zombies left out), from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # it exited while being read
+            continue
+        if fields[0] != "Z":
+            found.append(LiveProcess(int(entry.name), int(fields[1]), command))
+    return found
+
+
+@pytest.fixture(scope="session")
+def live_processes() -> Callable[[], list[LiveProcess]]:
+    """Lists the live processes when called: for tests that check what a kill left behind."""
+    return _live_processes

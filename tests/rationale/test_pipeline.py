@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -53,22 +54,6 @@ def _run(run: Path, *extra: str, flags: tuple[str, ...] = ()) -> subprocess.Comp
     env = {**os.environ, "COLUMNS": "200"}
     command = [*_args(run, *extra), *flags]
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=1500)
-
-
-def _training_processes(run: Path) -> list[int]:
-    """Live processes training into `run` (their command line names its folder)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if "training.sft" in command and str(run) in command and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def _artifacts(run: Path) -> dict[str, str]:
@@ -225,7 +210,7 @@ def test_a_second_run_skips_and_a_changed_section_reruns_what_follows(demo_run: 
 
 @pytest.mark.slow
 def test_killed_in_the_middle_a_run_ends_with_the_same_artifacts(
-    demo_outputs: tuple[Path, dict[str, str]], tmp_path: Path
+    demo_outputs: tuple[Path, dict[str, str]], tmp_path: Path, live_processes: Any
 ) -> None:
     # the steps up to the rationalizer's training (what follows only reads their artifacts)
     early = STEPS[: STEPS.index("train-rationalizer") + 1]
@@ -244,14 +229,20 @@ def test_killed_in_the_middle_a_run_ends_with_the_same_artifacts(
     while not checkpoint.exists():  # in the middle of training the rationalizer
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
-    trainers = _training_processes(run)
+
+    def training_processes() -> list[int]:  # their command line names the run's folder
+        return [
+            p.pid for p in live_processes() if "training.sft" in p.command and str(run) in p.command
+        ]
+
+    trainers = training_processes()
     assert trainers, "the training step runs in a child process"
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
     deadline = time.monotonic() + 30  # the kernel sends the child SIGTERM (PDEATHSIG)
-    while _training_processes(run) and time.monotonic() < deadline:
+    while training_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _training_processes(run), "training outlived the killed pipeline"
+    assert not training_processes(), "training outlived the killed pipeline"
     assert not (run / "models" / "rationalizer" / "model.safetensors").exists()
     resumed = _run(run, flags=tuple(only))
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,29 +26,6 @@ SHORT_MAX_LENGTH = 512  # the short exports of conftest fit it
 
 def _train(*args: str) -> list[str]:
     return [*RATIONALE, "train", *args]
-
-
-def _children(pid: int) -> list[int]:
-    """Live (not zombie) direct children of `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def _one_error_line(stderr: str) -> str:
@@ -116,7 +94,7 @@ def _wait_for_checkpoint(process: subprocess.Popen[str], output_dir: Path, log: 
 
 
 def test_ctrl_c_and_a_killed_child_stop_cleanly_and_the_same_command_resumes(
-    short_nocot_export: Path, tiny_model: Path, tmp_path: Path
+    short_nocot_export: Path, tiny_model: Path, tmp_path: Path, live_processes: Any
 ) -> None:
     output_dir = tmp_path / "run"
     command = _train(
@@ -142,12 +120,17 @@ def test_ctrl_c_and_a_killed_child_stop_cleanly_and_the_same_command_resumes(
     # 1. Ctrl-C to the parent reaches the training process: both end, exit 130
     parent = start()
     _wait_for_checkpoint(parent, output_dir, log)
-    children = _children(parent.pid)
+
+    def children_of(pid: int) -> list[int]:
+        return [p.pid for p in live_processes() if p.ppid == pid]
+
+    children = children_of(parent.pid)
     assert children, "training runs in a child process"
     parent.send_signal(signal.SIGINT)
     assert parent.wait(timeout=120) == 130, log.read_text()[-3000:]
     assert "interrupted" in log.read_text() and "Traceback" not in log.read_text()
-    assert not [pid for pid in children if _running(pid)]  # the parent waited for it
+    live = {p.pid for p in live_processes()}
+    assert not live & set(children)  # the parent waited for it
     assert read_manifest(output_dir) is None
 
     # 2. a training process killed under the parent: one line naming the log, exit 1
@@ -156,7 +139,7 @@ def test_ctrl_c_and_a_killed_child_stop_cleanly_and_the_same_command_resumes(
     while "resuming from checkpoint-" not in log.read_text():  # the child is training
         assert parent.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.1)
-    (child,) = _children(parent.pid)
+    (child,) = children_of(parent.pid)
     os.kill(child, signal.SIGKILL)
     assert parent.wait(timeout=120) == 1
     output = log.read_text()
