@@ -25,7 +25,6 @@ the order of a unique index that answers an unordered LIMIT by itself.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 from collections import Counter
@@ -346,12 +345,3 @@ def audit_split(
         counts={reason: counts.get(reason, 0) for reason in REASONS},
         findings=findings,
     )
-
-
-def audit_key(split: BirdSplit) -> str:
-    """What an audit's result depends on: the questions file and the databases' contents."""
-    digest = hashlib.sha256((split.root / f"{split.name}.json").read_bytes())
-    for db_id in sorted(split.db_ids()):
-        if split.has_database(db_id):
-            digest.update(database_digest(split.database_path(db_id)).encode())
-    return digest.hexdigest()
