@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -117,7 +118,7 @@ def test_an_engine_that_dies_before_ready_is_one_clear_error(
 
 
 def test_an_engine_that_never_becomes_ready_is_stopped_at_its_deadline(
-    child_pids: Path, tmp_path: Path
+    child_pids: Path, tmp_path: Path, live_processes: Any
 ) -> None:
     started = time.monotonic()
     with pytest.raises(GenerationError, match=r"did not become ready within 3 s") as caught:
@@ -125,7 +126,8 @@ def test_an_engine_that_never_becomes_ready_is_stopped_at_its_deadline(
     assert time.monotonic() - started < 30
     assert "never finishes" in str(caught.value)
     # no engine process is left: the group was stopped
-    assert not [p for p in _python_children() if "spawn_main" in p]
+    mine = [p.command for p in live_processes() if p.ppid == os.getpid()]
+    assert not [command for command in mine if "spawn_main" in command]
 
 
 def test_an_engine_that_dies_while_generating_ends_the_stream(
@@ -142,23 +144,6 @@ def test_an_engine_that_dies_while_generating_ends_the_stream(
     while time.monotonic() < deadline and any(map(_alive, helpers)):
         time.sleep(0.1)
     assert not any(map(_alive, helpers))
-
-
-def _python_children() -> list[str]:
-    """Command lines of this process's live children."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            found.append(cmdline)
-    return found
 
 
 def test_engine_settings_are_keys_and_flags(tmp_path: Path) -> None:
