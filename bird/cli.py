@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from bird.console import exit_on_interrupt
+from bird.console import exit_cleanly
+from bird.files import OutputPlaceError, check_output_place
 from bird.sandbox import PROGRESS_INTERVAL
 
 if TYPE_CHECKING:
@@ -28,7 +28,7 @@ def main() -> None:
 
 
 @app.command()
-@exit_on_interrupt
+@exit_cleanly
 def schema(
     data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/dev."),
     db: str = typer.Option(..., help="Database id, e.g. superhero."),
@@ -54,7 +54,7 @@ def schema(
 
 
 @app.command()
-@exit_on_interrupt
+@exit_cleanly
 def evaluate(
     data: Path = typer.Option(
         ...,
@@ -130,6 +130,8 @@ def evaluate(
     if pair_by not in PAIR_BY_CHOICES:
         _fail(f"--pair-by {pair_by!r}: choose one of {', '.join(PAIR_BY_CHOICES)}")
     folders = _report_folders(predictions, output)
+    if cache_dir is not None and not no_disk_cache:
+        _check_place(cache_dir, "--cache-dir", folder=True)
     try:
         split = load_split(data)
     except BirdDataError as error:
@@ -181,12 +183,17 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
+def _check_place(path: Path, option: str, *, folder: bool) -> None:
+    try:
+        check_output_place(path, option, folder=folder)
+    except OutputPlaceError as error:
+        _fail(str(error))
+
+
 def _report_folders(predictions: list[Path], output: Path | None) -> list[Path]:
     """Where each file's reports go: --output (a subfolder per file when there are several)
     or, by default, `<name>_eval/` beside the prediction file. Checked before evaluating, so
     a folder that cannot be written costs no evaluation."""
-    if output is not None and output.exists() and not output.is_dir():
-        _fail(f"--output {output} is a file; give a folder for the reports")
     if output is None:
         folders = [path.parent / f"{path.stem}_eval" for path in predictions]
     elif len(predictions) == 1:
@@ -200,10 +207,8 @@ def _report_folders(predictions: list[Path], output: Path | None) -> list[Path]:
             names.append(name)
         folders = [output / name for name in names]
     for folder in folders:
-        existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
-        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-            option = "--output" if output is not None else "the default report folder"
-            _fail(f"cannot write reports to {folder} ({option}); pass --output DIR")
+        option = "--output" if output is not None else "the default report folder (--output)"
+        _check_place(folder, option, folder=True)
     return folders
 
 
@@ -231,7 +236,7 @@ def _warn_about_results(summary: EvaluationSummary, split: BirdSplit) -> None:
 
 
 @app.command("exec")
-@exit_on_interrupt
+@exit_cleanly
 def exec_sql(
     db: Path = typer.Option(..., "--db", help="SQLite database file, e.g. .../superhero.sqlite."),
     sql: str = typer.Option(..., "--sql", help="One SQL statement; '-' reads it from stdin."),
@@ -272,7 +277,7 @@ def exec_sql(
 
 
 @app.command()
-@exit_on_interrupt
+@exit_cleanly
 def audit(
     data: Path = typer.Option(..., help="Split folder in the official layout, e.g. bird/train."),
     db: list[str] = typer.Option([], "--db", help="Only these databases; repeat for several."),
@@ -298,6 +303,8 @@ def audit(
     from bird.data import BirdDataError, load_split
     from bird.files import write_text_atomic
 
+    if output is not None:
+        _check_place(output, "--output", folder=False)
     try:
         split = load_split(data)
         examples = split.select(db)

@@ -102,9 +102,11 @@ class PhaseProgress:
         self._progress.console.print(message, markup=False, highlight=False)
 
 
-def exit_on_interrupt(command: Command) -> Command:
-    """Ctrl-C stops the command with exit code 130 and one line, never a traceback; the
-    command writes its results only at the end, so nothing partial is left as final."""
+def exit_cleanly(command: Command) -> Command:
+    """Ctrl-C stops the command with exit code 130 and one line, never a traceback (the
+    command writes its results only at the end, so nothing partial is left as final); a
+    file-system error no earlier check caught (a disk that fills, a folder removed under a
+    run) is one line naming the path and what to do, exit code 1."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -116,5 +118,10 @@ def exit_on_interrupt(command: Command) -> Command:
                 "same command again (what a run had finished is kept where it resumes)"
             )
             raise typer.Exit(INTERRUPTED) from None
+        except OSError as error:
+            from bird.files import os_error_line
+
+            typer.echo(f"error: {os_error_line(error)}", err=True)
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]

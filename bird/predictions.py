@@ -221,6 +221,18 @@ def _dict_noting_duplicates(
     return build
 
 
+def json_problem(error: json.JSONDecodeError) -> str:
+    """json's message without its dangling "at" (the position is given apart), with the
+    text where it stopped (tabs and line breaks shown as \\t and \\n)."""
+    message = error.msg.removesuffix(" at")
+    before = error.doc[max(0, error.pos - 24) : error.pos]
+    after = error.doc[error.pos : error.pos + 16]
+    near = f"{before} <here> {after}".replace("\t", "\\t").replace("\n", "\\n")
+    if message.startswith("Invalid control character"):
+        message += " (a tab or line break inside a string is written \\t or \\n)"
+    return f"{message}, at: {near}"
+
+
 def _first_line(lines: list[str]) -> str:
     return next((line.strip() for line in lines if line.strip()), "")
 
@@ -260,8 +272,8 @@ def read_prediction_file(path: Path | str) -> PredictionFile:
         if not _first_line(lines).startswith(("{", "[")):
             return _read_text(path, lines)
         raise PredictionFileError(
-            f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg}); expected an "
-            f"official prediction object or JSON Lines"
+            f"{path}:{error.lineno}:{error.colno}: not valid JSON ({json_problem(error)}); "
+            "expected an official prediction object or JSON Lines"
         ) from error
     if isinstance(whole, dict) and "question_id" in whole:
         return PredictionFile(path=path, format="jsonl", entries=_read_jsonl(path, lines))

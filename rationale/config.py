@@ -46,6 +46,29 @@ class ConfigError(ValueError):
     """A config that cannot be used; the message names the key, its source, and the fix."""
 
 
+# Marks a config key as a place the stage writes into (`json_schema_extra`): commands check
+# every such place before any work (`output_places`, `bird.files.check_output_place`).
+OUTPUT_FILE = "file"
+OUTPUT_FOLDER = "folder"
+
+
+def field_extra(info: Any) -> dict[str, Any]:
+    """A field's `json_schema_extra` as a mapping (empty when it has none)."""
+    extra = info.json_schema_extra
+    return extra if isinstance(extra, dict) else {}
+
+
+def output_places(config: BaseModel) -> list[tuple[str, Path, bool]]:
+    """`(key, path, is_folder)` for every key of `config` marked as an output place and set."""
+    places = []
+    for key, info in type(config).model_fields.items():
+        kind = field_extra(info).get("output")
+        value = getattr(config, key)
+        if kind is not None and value is not None:
+            places.append((key, Path(value), kind == OUTPUT_FOLDER))
+    return places
+
+
 class StageConfig(BaseModel):
     """Base of every stage config. Unknown keys are errors (a typo must not be ignored).
 

@@ -199,13 +199,41 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
         finally:
             _held[lock_path] -= 1
         return
+    created = [folder for folder in (lock_path.parent, *lock_path.parent.parents)
+               if not folder.exists()]  # fmt: skip
+    lock_existed = lock_path.exists()
     lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked_file(lock_path, what, lambda: _remove_if_unused(lock_path, lock_existed, created)):
+        yield
+
+
+def _remove_if_unused(lock_path: Path, lock_existed: bool, created: list[Path]) -> None:
+    """After a refusal or a failure, take back what taking the lock created when nothing
+    else was written: a refused command leaves no empty run directory behind."""
+    if (
+        not lock_existed
+        and lock_path.exists()
+        and not any(other != lock_path for other in lock_path.parent.iterdir())
+    ):
+        lock_path.unlink(missing_ok=True)
+    for folder in created:  # deepest first; a folder holding anything stays
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
+@contextmanager
+def _locked_file(lock_path: Path, what: str, on_failure: Callable[[], None]) -> Iterator[None]:
+    """The flock itself; `on_failure` runs while the lock is still held when the block (or
+    taking the lock) fails."""
     with lock_path.open("a+", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
+            on_failure()
             raise InUseError(
                 f"{what} is in use by {holder}: wait for it to finish or stop it; two "
                 "processes writing the same records would double them"
@@ -217,6 +245,9 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
         _held[lock_path] = 1
         try:
             yield
+        except BaseException:
+            on_failure()
+            raise
         finally:
             del _held[lock_path]
             handle.seek(0)

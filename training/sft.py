@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -151,6 +152,24 @@ def _required(values: dict[str, Any], key: str, flag: str) -> Any:
     return value
 
 
+def check_writable_folder(folder: Path) -> None:
+    """Refuse an output folder nothing can be written into, before any model loads: probe
+    the nearest existing folder with a temporary file (`os.access` says yes to root even on
+    a read-only file system)."""
+    folder = folder.expanduser().absolute()
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    if not existing.is_dir():
+        raise TrainingInputError(f"--output-dir {folder}: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise TrainingInputError(
+            f"--output-dir {folder}: cannot write in {existing} ({error.strerror}): choose "
+            "another folder or fix its permissions"
+        ) from None
+
+
 def prepare_run(
     recipe: str | Path,
     *,
@@ -163,7 +182,7 @@ def prepare_run(
     source = parse_recipe_args(["--config", str(recipe), *args], overrides)
     values = source.values
     model = str(_required(values, "model_name_or_path", "--model_name_or_path"))
-    _required(values, "output_dir", "--output-dir")
+    check_writable_folder(Path(_required(values, "output_dir", "--output-dir")))
     dataset_path = _required(values, "dataset", "--dataset")
 
     decided: dict[str, Any] = {}

@@ -2,8 +2,10 @@
 
 A mistake in what the user gave (a config key, a data folder, an input file) exits 2; a
 run that cannot go on as asked (a run directory built with another config or in use, a
-server that does not answer, a model that cannot be prepared) exits 1; Ctrl-C exits 130
-(`bird.console.exit_on_interrupt`).
+server that does not answer, a model that cannot be prepared) exits 1, as does a
+file-system error no check foresaw (a disk that fills); Ctrl-C exits 130
+(`bird.console.exit_cleanly`). A place to write that cannot be written is refused before
+any work (`bird.files.check_output_place`).
 Each prints one line naming what is wrong and what to do, never a traceback.
 """
 
@@ -16,8 +18,9 @@ from typing import Any, TypeVar
 import typer
 from rich.markup import escape
 
-from bird.console import exit_on_interrupt, table_console
+from bird.console import exit_cleanly, table_console
 from bird.data import BirdDataError
+from bird.files import OutputPlaceError
 from rationale.config import ConfigError
 from rationale.leakage import DatasetLeakageError
 from rationale.llm import GenerationError
@@ -38,6 +41,7 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
     ConfigError,
     DatasetLeakageError,
     InputError,
+    OutputPlaceError,
     PromptSettingsError,
     PromptTemplateError,
     RecordFileError,
@@ -75,4 +79,4 @@ def reporting_errors(command: Command) -> Command:
         except RUN_ERRORS as error:
             raise fail(str(error), 1) from None
 
-    return exit_on_interrupt(wrapper)  # type: ignore[return-value]
+    return exit_cleanly(wrapper)  # type: ignore[return-value]

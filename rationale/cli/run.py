@@ -13,6 +13,7 @@ from bird.audit import AuditReport
 from bird.console import PhaseProgress
 from bird.data import load_split
 from bird.evaluation import TOTAL
+from bird.files import check_output_place
 from rationale.cli.annotate import coverage_table as coverage_rich_table
 from rationale.cli.common import console, reporting_errors
 from rationale.cli.report import report_tables
@@ -119,6 +120,7 @@ def command(
     produced, coverage by source, the students' EX by difficulty and where the report is.
     """
     pipeline = load_pipeline(config, overrides)
+    check_output_place(run, "--run", folder=True)
     run_dir = RunDir(run)
     with PhaseProgress(console) as progress:
         outcomes = run_pipeline(

@@ -9,8 +9,10 @@ from typing import Any
 from pydantic import BaseModel
 
 from bird.console import PhaseProgress
+from bird.files import check_output_place
 from rationale.cli.common import console, fail
-from rationale.cli.options import RUN_DIR_OPTIONS, config_command
+from rationale.cli.options import RUN_DIR_OPTIONS, config_command, config_options
+from rationale.config import output_places
 from rationale.run_dir import RunDir
 from rationale.stages import Stage
 
@@ -22,13 +24,18 @@ def stage_command(stage: Stage, show: Show, doc: str) -> Callable[..., None]:
     """The `rationale <stage>` command: `--config`, `--run`/`--force` for pipeline stages,
     one option per config key; runs the stage under one progress display, then `show`s."""
 
+    flags = {option.key: option.flag for option in config_options(stage.config)}
+
     def body(config: BaseModel, extras: dict[str, Any]) -> None:
         run_dir = None
         if stage.in_run_dir:
             run_path: Path | None = extras["run"]
             if run_path is None:
                 raise fail("missing option --run: the run directory to write into", 2)
+            check_output_place(run_path, "--run", folder=True)
             run_dir = RunDir(run_path)
+        for key, path, folder in output_places(config):  # before any work, not after it
+            check_output_place(path, f"--{flags[key]}", folder=folder)
         with PhaseProgress(console) as progress:
             if run_dir is not None:
                 report = stage.run(config, run_dir, force=extras["force"], progress=progress)

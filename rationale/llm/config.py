@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rationale.config import OUTPUT_FOLDER
 from rationale.llm.backend import ChatBackend
 from rationale.llm.backends import BackendName, LazyBackend, make_backend
 from rationale.llm.cache import ResponseCache, default_cache_dir
@@ -106,6 +107,7 @@ class BackendConfig(BaseModel):
         default=None,
         description="Response cache folder (default: $SQL_RATIONALE_CACHE/responses or "
         "~/.cache/sql-rationale/responses).",
+        json_schema_extra={"output": OUTPUT_FOLDER},
     )
     use_cache: bool = Field(
         default=True,

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import ClassVar, Literal
 
 import sqlglot
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlglot.errors import SqlglotError
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
 from bird.schema import table_columns
-from rationale.config import SplitDir, StageConfig
+from rationale.config import OUTPUT_FILE, SplitDir, StageConfig
 from rationale.decompose import (
     DIALECT,
     Decomposition,
@@ -280,7 +280,10 @@ class DecomposeConfig(StageConfig):
         description="Split folder in the official layout (holding dev.json, ...)."
     )
     output: Path | None = Field(
-        default=None, description="JSONL file for the records (one per example)."
+        default=None,
+        description="JSONL file for the records, one per example (default: "
+        "./<split folder>_decomposed.jsonl, named when written).",
+        json_schema_extra={"output": OUTPUT_FILE},
     )
     validate_chains: bool = Field(
         default=False,
@@ -296,6 +299,13 @@ class DecomposeConfig(StageConfig):
     limit: int | None = Field(default=None, ge=1, description="Only the first N examples.")
     workers: int = Field(default=1, ge=1, description="Processes for execution.")
     timeout: float = Field(default=30.0, gt=0, description="Seconds per query.")
+
+    @model_validator(mode="after")
+    def _default_output(self) -> DecomposeConfig:
+        # records thrown away after minutes of work surprise everyone: always write them
+        if self.output is None:
+            self.output = Path(f"{self.data.name}_decomposed.jsonl").absolute()
+        return self
 
 
 class DecomposeReport(BaseModel):

@@ -34,11 +34,12 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from bird.console import ProgressCallback, no_progress
-from bird.data import BirdExample
+from bird.data import BirdExample, load_split
 from bird.schema import load_schema, render_schema
 from rationale.decompose import DecompositionError, decompose_sql
 from rationale.format import Rationale
 from rationale.judge import PromptedExample
+from rationale.leakage import refuse_evaluation_split
 from rationale.llm import ChatBackend
 from rationale.records import AcceptedRationale, PoolEntry, ShotRef
 from rationale.retrieval import ShotQuery, build_retriever
@@ -254,6 +255,8 @@ def _run(
     backend: ChatBackend | None,
 ) -> DistillReport:
     clock = time.perf_counter()
+    # the mistakes users make most, first: an evaluation split, then a model name
+    refuse_evaluation_split(load_split(config.data), config.allow_eval_split, NAME)
     config.check_model()
     seed_pool = run_dir.pool_path(0)
     if not seed_pool.exists():

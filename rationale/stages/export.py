@@ -40,7 +40,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdSplit, data_origin, load_split
 from bird.schema import SchemaStyle
-from rationale.config import SplitDir, StageConfig
+from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
 from rationale.leakage import check_training_records, heldout_databases
 from rationale.llm.types import ChatMessage
 from rationale.records import AcceptedRationale, ExampleRationale, PoolEntry, RationaleSource
@@ -77,7 +77,9 @@ class ExportConfig(StageConfig):
         "run's seed or distill stage recorded).",
     )
     out: Path | None = Field(
-        default=None, description="Dataset folder (default: RUN/export/<kind>)."
+        default=None,
+        description="Dataset folder (default: RUN/export/<kind>).",
+        json_schema_extra={"output": OUTPUT_FOLDER},
     )
     tokenizer: str = Field(
         default="smollm2-135m",

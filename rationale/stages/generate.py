@@ -18,7 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bird.console import ProgressCallback, no_progress
-from rationale.config import StageConfig
+from rationale.config import OUTPUT_FILE, StageConfig
 from rationale.llm import ChatBackend, GenerationStats, iter_generate
 from rationale.llm.config import BackendConfig
 from rationale.llm.types import (
@@ -48,7 +48,8 @@ class GenerateConfig(BackendConfig, StageConfig):
 
     input: Path = Field(description='JSONL input, one {"id": ..., "messages": [...]} per line.')
     output: Path = Field(
-        description="JSONL output; an existing file is completed, not overwritten."
+        description="JSONL output; an existing file is completed, not overwritten.",
+        json_schema_extra={"output": OUTPUT_FILE},
     )
     n: int = Field(default=1, ge=1, description="Samples per request.")
     temperature: float = Field(default=0.0, ge=0.0, description="0 is greedy.")

@@ -48,7 +48,7 @@ from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult
 from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache
 from bird.predictions import OFFICIAL_SEPARATOR
-from rationale.config import SplitDir, StageConfig
+from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
 from rationale.format import (
     FINAL_HEADING,
     ParseFailure,
@@ -90,7 +90,10 @@ class PredictConfig(BackendConfig, PromptOptions, StageConfig):
 
     data: SplitDir = Field(description="The split to answer (BIRD dev, mini-dev, demo:dev, ...).")
     kind: StudentKind = Field(description="cot: the student writes steps; nocot: SQL only.")
-    out: Path = Field(description="Folder for the predictions, official files and summary.")
+    out: Path = Field(
+        description="Folder for the predictions, official files and summary.",
+        json_schema_extra={"output": OUTPUT_FOLDER},
+    )
     samples: int = Field(
         default=0,
         ge=0,

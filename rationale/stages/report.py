@@ -33,7 +33,7 @@ from bird.evaluation import (
 from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache, default_gold_cache_dir
 from bird.predictions import read_prediction_file
-from rationale.config import SplitDir, StageConfig
+from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
 from rationale.coverage import CoverageTable, coverage_table
 from rationale.limits import SystemLimits, TrainedModel, model_notes, system_limits, trained_model
 from rationale.plots import learning_curves, metric_by_difficulty, paired_outcomes
@@ -54,7 +54,10 @@ class ReportConfig(StageConfig):
         description="NAME=FILE (an official prediction file or JSON Lines); repeat per system.",
         json_schema_extra={"flag": "predictions"},
     )
-    out: Path = Field(description="Folder for report.json, report.md and the plots.")
+    out: Path = Field(
+        description="Folder for report.json, report.md and the plots.",
+        json_schema_extra={"output": OUTPUT_FOLDER},
+    )
     compare: list[str] = Field(
         default_factory=list,
         description="A,B: compare systems A and B question by question; repeat for several "

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import load_split
-from rationale.config import SplitDir, StageConfig
+from rationale.config import OUTPUT_FILE, SplitDir, StageConfig
 from rationale.format import Rationale, RationaleStep
 from rationale.robust import RobustConfig
 from rationale.run_dir import rewrite_jsonl
@@ -107,7 +107,9 @@ class ValidateConfig(StageConfig):
     timeout: float = Field(default=30.0, gt=0, description="Seconds allowed per query.")
     workers: int = Field(default=1, ge=1, description="Parallel execution processes.")
     output: Path | None = Field(
-        default=None, description="Write one JSON validation report per input line here."
+        default=None,
+        description="Write one JSON validation report per input line here.",
+        json_schema_extra={"output": OUTPUT_FILE},
     )
 
 
