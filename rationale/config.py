@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    model_validator,
+)
 
 from bird.data import split_dir_path
 
@@ -44,6 +51,14 @@ SeedFile = Annotated[Path, BeforeValidator(_seed_file), AfterValidator(_absolute
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key, its source, and the fix."""
+
+    @classmethod
+    def listing(cls, problems: list[str]) -> ConfigError:
+        """Every problem at once: one line, or one line each under a count."""
+        unique = list(dict.fromkeys(problems))
+        if len(unique) == 1:
+            return cls(unique[0])
+        return cls(f"{len(unique)} problems:\n" + "\n".join(f"  - {p}" for p in unique))
 
 
 # Marks a config key as a place the stage writes into (`json_schema_extra`): commands check
@@ -80,6 +95,21 @@ class StageConfig(BaseModel):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_as_flags(cls, values: Any) -> Any:
+        """One spelling per setting: a key may also be written as its flag (`db` for
+        `db_ids`, `base-url` for `base_urls`, `max-tokens` for `max_tokens`)."""
+        if not isinstance(values, dict):
+            return values
+        aliases = key_aliases(cls)
+        renamed = dict(values)
+        for given in values:
+            key = aliases.get(str(given))
+            if key is not None and key not in values:  # both given: left as an unknown key
+                renamed[key] = renamed.pop(given)
+        return renamed
+
     @classmethod
     def runtime_fields(cls) -> frozenset[str]:
         fields: set[str] = set()
@@ -92,6 +122,33 @@ class StageConfig(BaseModel):
 
     def config_hash(self) -> str:
         return sha256_json(self.identity())
+
+
+def field_flag(key: str, info: Any) -> str:
+    """The command-line flag of a config key, without dashes: the field's `flag` extra
+    (`db` for `db_ids`) or the key in kebab case."""
+    return str(field_extra(info).get("flag", key.replace("_", "-")))
+
+
+def key_aliases(model: type[BaseModel]) -> dict[str, str]:
+    """Other spellings of `model`'s keys that mean the key: its flag, in kebab or snake case,
+    and the key in kebab case."""
+    aliases: dict[str, str] = {}
+    for key, info in model.model_fields.items():
+        flag = field_flag(key, info)
+        for spelling in (flag, flag.replace("-", "_"), key.replace("_", "-")):
+            if spelling != key and spelling not in model.model_fields:
+                aliases.setdefault(spelling, key)
+    return aliases
+
+
+def closest_key(given: str, model: type[BaseModel]) -> str | None:
+    """The key of `model` nearest to a misspelt `given`, matched against keys and flags."""
+    spellings = {key: key for key in model.model_fields} | key_aliases(model)
+    close = difflib.get_close_matches(given, list(spellings), n=1)
+    if not close:
+        close = difflib.get_close_matches(given.replace("-", "_"), list(spellings), n=1)
+    return spellings[close[0]] if close else None
 
 
 def sha256_json(value: Any) -> str:
@@ -121,14 +178,17 @@ def read_config_file(path: Path, section: str) -> dict[str, Any]:
     return dict(nested) if isinstance(nested, dict) else dict(loaded)
 
 
-def _describe_error(error: dict[str, Any], model: type[BaseModel], sources: dict[str, str]) -> str:
+def describe_error(error: Any, model: type[BaseModel], sources: dict[str, str]) -> str:
     location = ".".join(str(part) for part in error["loc"])
     key = str(error["loc"][0]) if error["loc"] else ""
     origin = sources.get(key, "")
     where = f"{location} ({origin})" if origin else location
     if error["type"] == "extra_forbidden":
-        close = difflib.get_close_matches(key, list(model.model_fields), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        same = key_aliases(model).get(key)
+        if same is not None:
+            return f"{where}: {key!r} and {same!r} are the same setting: give one of them"
+        close = closest_key(key, model)
+        hint = f"; did you mean {close!r}?" if close else ""
         return f"unknown config key {where}{hint}"
     if error["type"] == "missing":
         return f"missing required config key {location}: set it in the config file or by flag"
@@ -152,8 +212,8 @@ def resolve_config(
     try:
         return model.model_validate({**file_values, **overrides})
     except ValidationError as error:
-        problems = [_describe_error(e, model, sources) for e in error.errors()]
-        raise ConfigError("; ".join(dict.fromkeys(problems))) from None
+        problems = [describe_error(e, model, sources) for e in error.errors()]
+        raise ConfigError.listing(problems) from None
 
 
 def config_yaml(config: BaseModel) -> str:

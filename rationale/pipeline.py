@@ -25,12 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import load_split
 from bird.files import write_text_atomic
-from rationale.config import ConfigError, SeedFile, SplitDir, StageConfig, read_config_file
+from rationale.config import (
+    ConfigError,
+    SeedFile,
+    SplitDir,
+    StageConfig,
+    closest_key,
+    describe_error,
+    read_config_file,
+)
 from rationale.run_dir import RunDir, now_iso
 from rationale.stages import annotate, audit, distill, export, predict, report, seed, train
 
@@ -62,6 +70,18 @@ class PipelineConfig(BaseModel):
     )
     predict: dict[str, Any]
     report: dict[str, Any] = Field(default_factory=dict)
+
+    _source: str = PrivateAttr(default="the pipeline")
+    _set_by_flag: set[tuple[str, ...]] = PrivateAttr(default_factory=set)
+
+    def origin(self, section: str, key: str) -> str:
+        """Where a section's key came from: `--set section.key` or the file."""
+        return f"--set {section}.{key}" if (section, key) in self._set_by_flag else "the file"
+
+    @property
+    def source(self) -> str:
+        """Where it was read from, for error messages."""
+        return self._source
 
 
 @dataclass(frozen=True)
@@ -110,13 +130,16 @@ def students(pipeline: PipelineConfig) -> list[Student]:
     return found
 
 
+Runner = Callable[[Any, RunDir, bool, ProgressCallback], BaseModel]
+
+
 @dataclass(frozen=True)
 class Step:
     """One step: its name, its stage's config (built), how to run it, and its outputs."""
 
     name: str
     config: StageConfig
-    run: Callable[[StageConfig, RunDir, bool, ProgressCallback], BaseModel]
+    run: Runner
     section: str  # the pipeline file's section it comes from
 
 
@@ -149,131 +172,133 @@ def find_pipeline(name_or_path: str) -> Path:
     )
 
 
-def _problems(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'file'}: {str(e['msg']).removeprefix('Value error, ')}"
-        for e in error.errors()
-    )
+class Problems:
+    """Every problem of a pipeline file, collected so that one run names them all."""
+
+    def __init__(self, pipeline: PipelineConfig, earlier: list[str] | None = None) -> None:
+        self.pipeline = pipeline
+        self.source = pipeline.source
+        self.found: list[str] = list(earlier or [])
+
+    def add(self, section: str, problem: str) -> None:
+        self.found.append(f"{self.source}: section {section!r}: {problem}")
+
+    def build(
+        self, model: type[StageConfig], section: str, given: dict[str, Any], filled: dict[str, Any]
+    ) -> Any:
+        """`model` from the section's `given` keys and what the pipeline `filled` in, or None
+        (the problems noted) when it does not validate."""
+        try:
+            return model.model_validate({**given, **filled})
+        except ValidationError as error:
+            origins = {key: f"from {self.pipeline.origin(section, key)}" for key in given}
+            for problem in error.errors():
+                self.add(section, describe_error(problem, model, origins))
+            return None
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigError.listing(self.found)
 
 
-def _build(model: type[StageConfig], section: str, values: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(values)
-    except ValidationError as error:
-        raise ConfigError(f"pipeline section {section!r}: {_problems(error)}") from None
-
-
-def _pipeline_stage(module: Any) -> Callable[[Any, RunDir, bool, ProgressCallback], BaseModel]:
+def _pipeline_stage(module: Any) -> Runner:
     return lambda config, run_dir, force, progress: module.run(
         config, run_dir, force=force, progress=progress
     )
 
 
-def _tool(module: Any) -> Callable[[Any, RunDir, bool, ProgressCallback], BaseModel]:
+def _tool(module: Any) -> Runner:
     return lambda config, _run_dir, _force, progress: module.run(config, progress=progress)
 
 
-def build_steps(pipeline: PipelineConfig, run_dir: RunDir) -> list[Step]:
+def build_steps(
+    pipeline: PipelineConfig, run_dir: RunDir, earlier: list[str] | None = None
+) -> list[Step]:
     """Every step with its resolved config: the section's keys plus what the pipeline fills
-    in (splits, run paths, trained models). A bad key is an error before anything runs."""
+    in (splits, run paths, trained models). Every bad key of every section is named at
+    once (with the closest valid key, after the `earlier` problems), before anything runs."""
+    problems = Problems(pipeline, earlier)
     root = run_dir.root.resolve()
     train_split, dev_split = {"data": pipeline.train}, {"data": pipeline.dev}
     seeds = {"seeds": pipeline.seeds} if pipeline.seeds is not None else {}
     models = root / "models"
-    steps = [
-        Step(
-            "audit",
-            _build(audit.AuditConfig, "audit", {**pipeline.audit, **train_split}),
-            _pipeline_stage(audit),
-            "audit",
-        ),
-        Step(
-            "seed",
-            _build(seed.SeedConfig, "seed", {**seeds, **pipeline.seed, **train_split}),
-            _pipeline_stage(seed),
-            "seed",
-        ),
-    ]
-    if pipeline.distill is not None:
-        distill_config = _build(
-            distill.DistillConfig, "distill", {**pipeline.distill, **train_split}
-        )
-        steps.append(Step("distill", distill_config, _pipeline_stage(distill), "distill"))
+    steps: list[Step] = []
 
-    def export_step(name: str, kind: str, questions: str = "covered") -> Step:
-        values = {
-            **pipeline.export,
+    def step(name: str, model: type[StageConfig], section: str, given: dict[str, Any],
+             filled: dict[str, Any], run: Runner) -> Step | None:  # fmt: skip
+        config = problems.build(model, section, given, filled)
+        if config is None:
+            return None
+        made = Step(name, config, run, section)
+        steps.append(made)
+        return made
+
+    step("audit", audit.AuditConfig, "audit", pipeline.audit, train_split, _pipeline_stage(audit))
+    step("seed", seed.SeedConfig, "seed", {**seeds, **pipeline.seed}, train_split,
+         _pipeline_stage(seed))  # fmt: skip
+    if pipeline.distill is not None:
+        step("distill", distill.DistillConfig, "distill", pipeline.distill, train_split,
+             _pipeline_stage(distill))  # fmt: skip
+
+    def export_step(name: str, kind: str, questions: str = "covered") -> Step | None:
+        filled = {
             **train_split,
             "kind": kind,
             "out": root / "export" / name,
             **({"questions": questions} if questions != "covered" else {}),
         }
-        return Step(
-            f"export-{name}",
-            _build(export.ExportConfig, "export", values),
-            _pipeline_stage(export),
-            "export",
-        )
+        return step(f"export-{name}", export.ExportConfig, "export", pipeline.export, filled,
+                    _pipeline_stage(export))  # fmt: skip
 
-    def train_step(name: str, section: str, values: dict[str, Any]) -> Step:
+    def train_step(name: str, section: str, values: dict[str, Any]) -> Step | None:
         values = dict(values)
         recipe = values.pop("recipe", None)
         if recipe is None:
-            raise ConfigError(f"pipeline section {section!r} needs a recipe for {name}")
-        config = _build(
-            train.TrainConfig,
-            section,
-            {
-                "recipe": recipe,
-                "dataset": root / "export" / name,
-                "output_dir": models / name,
-                "recipe_overrides": values,
-            },
-        )
-        return Step(f"train-{name}", train.with_recipe_hash(config), _tool(train), section)
+            problems.add(section, f"{name} needs a recipe (a shipped recipe name or a file)")
+            return None
+        filled = {
+            "recipe": recipe,
+            "dataset": root / "export" / name,
+            "output_dir": models / name,
+            "recipe_overrides": values,
+        }
+        config = problems.build(train.TrainConfig, section, {}, filled)
+        if config is None:
+            return None
+        try:  # a misspelt recipe key fails here, not when the step starts an hour later
+            config = train.with_recipe_hash(config)
+            where = f"{section}.{name}" if section == "train_students" else section
+            train.check_recipe_keys(config, f"{where} ({pipeline.origin(section, name)})")
+        except train.TrainingRefused as error:
+            problems.add(section, str(error))
+            return None
+        made = Step(f"train-{name}", config, _tool(train), section)
+        steps.append(made)
+        return made
 
-    annotate_config = _build(
-        annotate.AnnotateConfig,
-        "annotate",
-        {"model": str(models / "rationalizer"), **pipeline.annotate, **train_split},
-    )
     rationalizer_export = export_step("rationalizer", "rationalizer")
     rationalizer_train = train_step(
         "rationalizer", "train_rationalizer", pipeline.train_rationalizer
     )
-    check_room(rationalizer_train, rationalizer_export, annotate_config.max_tokens, "annotate")
-    steps += [
-        rationalizer_export,
-        rationalizer_train,
-        Step("annotate", annotate_config, _pipeline_stage(annotate), "annotate"),
-    ]
+    annotating = step("annotate", annotate.AnnotateConfig, "annotate",
+                      {"model": str(models / "rationalizer"), **pipeline.annotate}, train_split,
+                      _pipeline_stage(annotate))  # fmt: skip
+    check_room(rationalizer_train, rationalizer_export, annotating, "annotate", problems)
     cast = students(pipeline)
     exports = {student.name: export_step(student.name, student.kind, student.questions)
                for student in cast}  # fmt: skip
-    steps += list(exports.values())
-    predicts = []
+    trainings = {
+        student.name: train_step(student.name, "train_students", student.recipe_values)
+        for student in cast
+    }
     for student in cast:
-        values = {
-            "model": str(models / student.name),
-            **pipeline.predict,
-            **dev_split,
-            "kind": student.answers,
-            "out": root / "predict" / student.system,
-        }
-        predicts.append(
-            Step(
-                f"predict-{student.system}",
-                _build(predict.PredictConfig, "predict", values),
-                _tool(predict),
-                "predict",
-            )
-        )
-        training = train_step(student.name, "train_students", student.recipe_values)
-        check_room(training, exports[student.name], predicts[-1].config.max_tokens, "predict")
-        steps.append(training)
-    steps += predicts
+        filled = {**dev_split, "kind": student.answers, "out": root / "predict" / student.system}
+        predicting = step(f"predict-{student.system}", predict.PredictConfig, "predict",
+                          {"model": str(models / student.name), **pipeline.predict}, filled,
+                          _tool(predict))  # fmt: skip
+        check_room(trainings[student.name], exports[student.name], predicting, "predict",
+                   problems)  # fmt: skip
     report_values = {
-        **pipeline.report,
         **dev_split,
         "predictions": [
             f"{s.system}={root / 'predict' / s.system / predict.OFFICIAL_FILE}" for s in cast
@@ -283,32 +308,39 @@ def build_steps(pipeline: PipelineConfig, run_dir: RunDir) -> list[Step]:
         "run": root,
         "train": pipeline.train,
     }
-    steps.append(
-        Step(
-            "report", _build(report.ReportConfig, "report", report_values), _tool(report), "report"
-        )
-    )
-    return steps
+    step("report", report.ReportConfig, "report", pipeline.report, report_values, _tool(report))
+    problems.raise_any()
+    return steps  # in the order they were made: the order they run in
 
 
-def check_room(training: Step, exported: Step, answer_tokens: int | None, stage: str) -> None:
+def check_room(
+    training: Step | None,
+    exported: Step | None,
+    generating: Step | None,
+    stage: str,
+    problems: Problems,
+) -> None:
     """Refuse a training step whose `max_length` leaves less room after the export's prompt
     budget than the answers the model will be asked for: a long-schema prompt would fill the
     row and truncation (or packing) would cut the completion it is trained on."""
+    if training is None or exported is None or generating is None:
+        return  # a section with its own problems, already named
     config, export_config = training.config, exported.config
     assert isinstance(config, train.TrainConfig) and isinstance(export_config, export.ExportConfig)
     prompt_tokens = export_config.max_prompt_tokens
+    answer_tokens = getattr(generating.config, "max_tokens", None)
     if prompt_tokens is None or answer_tokens is None:
         return
     max_length = train.recipe_max_length(config)
     if max_length - prompt_tokens >= answer_tokens:
         return
-    raise ConfigError(
+    problems.add(
+        training.section,
         f"step {training.name}: max_length {max_length} (recipe {config.recipe}) leaves "
         f"{max_length - prompt_tokens} tokens after export.max_prompt_tokens {prompt_tokens}, "
         f"less than the {answer_tokens} tokens {stage}.max_tokens allows an answer: set "
         f"max_length to at least {prompt_tokens + answer_tokens} or lower "
-        f"export.max_prompt_tokens to at most {max_length - answer_tokens}"
+        f"export.max_prompt_tokens to at most {max_length - answer_tokens}",
     )
 
 
@@ -316,6 +348,7 @@ def load_pipeline(name_or_path: str, overrides: list[str]) -> PipelineConfig:
     """The pipeline file, with `SECTION.KEY=VALUE` overrides (values read as YAML)."""
     path = find_pipeline(name_or_path)
     values = read_config_file(path, "")
+    set_by_flag: set[tuple[str, ...]] = set()  # (section, key) given by --set
     for override in overrides:
         target, separator, raw = override.partition("=")
         keys = target.split(".")
@@ -327,10 +360,28 @@ def load_pipeline(name_or_path: str, overrides: list[str]) -> PipelineConfig:
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {override!r}: {key!r} is not a section")
         node[keys[-1]] = yaml.safe_load(raw)
+        set_by_flag.add(tuple(keys[:2]))
+    problems: list[str] = []
+    for key in [key for key in values if key not in PipelineConfig.model_fields]:
+        close = closest_key(key, PipelineConfig)
+        hint = f"; did you mean {close!r}?" if close else ""
+        problems.append(f"{path}: unknown section {key!r}{hint}")
+        del values[key]  # named now; the sections are still checked below
     try:
-        return PipelineConfig.model_validate(values)
+        pipeline = PipelineConfig.model_validate(values)
     except ValidationError as error:
-        raise ConfigError(f"{path}: {_problems(error)}") from None
+        for problem in error.errors():
+            where = ".".join(map(str, problem["loc"]))
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            if problem["type"] == "missing":
+                message = "missing"
+            problems.append(f"{path}: section {where!r}: {message}")
+        raise ConfigError.listing(problems) from None
+    pipeline._source = str(path)
+    pipeline._set_by_flag = {keys for keys in set_by_flag if len(keys) == 2}
+    # every section's keys, checked now (the run directory only fills in paths)
+    build_steps(pipeline, RunDir(Path("RUN")), problems)
+    return pipeline
 
 
 def select(steps: list[Step], only: list[str], start: str | None) -> list[Step]:

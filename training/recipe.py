@@ -215,6 +215,20 @@ def _unknown_keys_error(unknown: list[str], known: list[str], where: str) -> Tra
     )
 
 
+def check_recipe_keys(path: Path, overrides: Mapping[str, Any], where: str) -> None:
+    """Refuse a recipe file or overrides (named `where`) holding a key no part of a recipe
+    knows, with the closest known key: cheap enough to run when a pipeline is built, so a
+    misspelling fails then and not when its training step starts."""
+    parser = _RecipeParser()
+    known = sorted(parser.actions)
+    unknown_in_file = [key for key in read_recipe_file(path) if key not in parser.actions]
+    if unknown_in_file:
+        raise _unknown_keys_error(unknown_in_file, known, str(path))
+    unknown = [key for key in overrides if key not in parser.actions]
+    if unknown:
+        raise _unknown_keys_error(unknown, known, where)
+
+
 def shipped_recipes() -> dict[str, Path]:
     """The recipes installed with the package, by name (file name without .yaml)."""
     folder = resources.files("training") / "recipes"

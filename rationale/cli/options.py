@@ -29,7 +29,13 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from rationale.cli.common import reporting_errors
-from rationale.config import ConfigError, config_yaml, read_config_file, resolve_config
+from rationale.config import (
+    ConfigError,
+    config_yaml,
+    field_flag,
+    read_config_file,
+    resolve_config,
+)
 
 _GIVEN = frozenset({"COMMANDLINE", "ENVIRONMENT"})
 STAGE_PANEL = "Stage options"
@@ -94,8 +100,7 @@ def config_options(model: type[BaseModel]) -> list[ConfigOption]:
         info = model.model_fields[key]
         if key in _RESERVED:
             raise ValueError(f"config key {key!r} clashes with a command's own option")
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        flag = str(extra.get("flag", key.replace("_", "-")))
+        flag = field_flag(key, info)
         option_type = _option_type(key, info.annotation)
         default = _typer_default(info, option_type)
         declaration = f"--{flag}/--no-{flag}" if info.annotation is bool else f"--{flag}"

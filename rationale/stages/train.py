@@ -78,6 +78,18 @@ def with_recipe_hash(config: TrainConfig) -> TrainConfig:
     return config.model_copy(update={"recipe_sha256": file_sha256(recipe_path(config.recipe))})
 
 
+def check_recipe_keys(config: TrainConfig, where: str) -> None:
+    """TrainingRefused for a key of the recipe or of its overrides (given in `where`) that
+    no recipe knows."""
+    recipe, _ = training_modules()
+    from training.errors import TrainingInputError
+
+    try:
+        recipe.check_recipe_keys(recipe_path(config.recipe), config.recipe_overrides, where)
+    except TrainingInputError as error:
+        raise TrainingRefused(str(error)) from None
+
+
 # What TRL's SFTConfig uses when a recipe sets no max_length.
 TRL_DEFAULT_MAX_LENGTH = 1024
 

@@ -20,9 +20,9 @@ import yaml
 from bird.data import load_split
 from bird.evaluation import evaluate
 from bird.gold_cache import GoldCache
-from rationale.pipeline import load_pipeline
+from rationale.pipeline import build_steps, find_pipeline, load_pipeline
 from rationale.records import AcceptedRationale, PoolEntry
-from rationale.run_dir import read_jsonl
+from rationale.run_dir import RunDir, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RATIONALE = [sys.executable, "-c", "from rationale.cli import app; app()"]
@@ -256,8 +256,11 @@ def test_a_bad_pipeline_is_refused_before_anything_runs(tmp_path: Path) -> None:
     from rationale.run_dir import RunDir
 
     run = RunDir(tmp_path / "r")
-    with pytest.raises(ConfigError, match=r"section 'distill': limitt: Extra inputs"):
-        build_steps(load_pipeline("demo", ["distill.limitt=3"]), run)
+    with pytest.raises(ConfigError, match=(
+        r"demo\.yaml: section 'distill': unknown config key limitt \(from --set "
+        r"distill\.limitt\); did you mean 'limit'\?"
+    )):  # fmt: skip
+        load_pipeline("demo", ["distill.limitt=3"])
     with pytest.raises(ConfigError, match="pipeline 'nope' not found"):
         load_pipeline("nope", [])
     with pytest.raises(ConfigError, match=r"expected SECTION\.KEY=VALUE"):
@@ -277,6 +280,55 @@ def test_a_bad_pipeline_is_refused_before_anything_runs(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2 and "nowhere" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+
+def test_every_typo_of_a_pipeline_file_is_named_at_once_with_the_key_meant(
+    tmp_path: Path,
+) -> None:
+    """Two typos in sections, one in a student's recipe keys and an unknown section: one
+    error names all four, each with the file, the section and the closest valid key; and a
+    key written as its flag's name (`db` for `db_ids`, `max-tokens`) is the key."""
+    from rationale.config import ConfigError
+
+    config = yaml.safe_load(find_pipeline("demo").read_text())
+    config["distill"]["limt"] = 3
+    config["predict"]["max_tokns"] = 40
+    config["train_students"]["student-cot"]["num_train_epoch"] = 2
+    config["reprot"] = {}
+    typos = tmp_path / "typos.yaml"
+    typos.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as refused:
+        load_pipeline(str(typos), [])
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "4 problems:"
+    expected = {
+        "unknown section 'reprot'; did you mean 'report'?",
+        "section 'distill': unknown config key limt (from the file); did you mean 'limit'?",
+        "section 'predict': unknown config key max_tokns (from the file); did you mean "
+        "'max_tokens'?",
+        "section 'train_students': unknown recipe key 'num_train_epoch' (did you mean "
+        "'num_train_epochs'?) in train_students.student-cot (the file)",
+    }
+    found = {line.removeprefix(f"  - {typos}: ").split(": not a TRL")[0] for line in lines[1:]}
+    assert found == expected
+    # the CLI says the same in one go, and leaves no run directory behind
+    result = subprocess.run(
+        [*RATIONALE, "run", "--config", str(typos), "--run", str(tmp_path / "r")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 2 and "4 problems:" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
+
+    flags = dict(yaml.safe_load(find_pipeline("demo").read_text()))
+    flags["audit"] = {"db": ["beer_factory"]}
+    flags["predict"] = {**flags["predict"], "max-tokens": 40}
+    flags["predict"].pop("max_tokens")
+    spelled = tmp_path / "flags.yaml"
+    spelled.write_text(yaml.safe_dump(flags))
+    steps = {step.name: step for step in build_steps(load_pipeline(str(spelled), []),
+                                                     RunDir(tmp_path / "r"))}  # fmt: skip
+    assert steps["audit"].config.db_ids == ["beer_factory"]
+    assert steps["predict-cot"].config.max_tokens == 40
 
 
 def test_the_readme_commands_are_what_this_file_and_ci_run() -> None:

@@ -90,6 +90,51 @@ def test_bad_keys_and_values_are_named_with_their_source(
     assert "Traceback" not in result.output
 
 
+def test_a_key_may_be_written_as_its_flag_and_every_typo_is_named(tmp_path: Path) -> None:
+    """One spelling per setting: the flag's name works as a YAML key for every key whose
+    flag differs (`db`, `base-url`, `cache`, kebab case); typos are named all at once, each
+    with the key meant; a key given both ways is refused."""
+    renamed = {
+        option.flag: option.key
+        for stage in (*STAGES, *TOOLS)
+        for option in config_options(stage.config)
+        if option.flag.replace("-", "_") != option.key
+    }
+    assert {"db", "base-url", "cache"} <= set(renamed)  # the cases users met
+    config = _write(
+        tmp_path / "distill.yaml",
+        {
+            "data": str(tmp_path),
+            "backend": "openai",
+            "model": "m",
+            "db": ["a"],
+            "base-url": ["http://127.0.0.1:9/v1"],
+            "cache": False,
+            "max-tokens": 64,
+        },
+    )
+    resolved = _resolved(["distill", "--config", str(config)])
+    assert resolved["db_ids"] == ["a"] and resolved["base_urls"] == ["http://127.0.0.1:9/v1"]
+    assert resolved["use_cache"] is False and resolved["max_tokens"] == 64
+
+    typos = _write(
+        tmp_path / "typos.yaml",
+        {"data": str(tmp_path), "backend": "hf", "model": "m", "db_ids": ["a"], "db": ["b"],
+         "sampels": 2, "shot": 3},
+    )  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["distill", "--config", str(typos), "--print-config"], terminal_width=400
+    )
+    assert result.exit_code == 2
+    lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+    assert lines[0] == "error: 3 problems:"
+    assert sorted(lines[1:]) == sorted([
+        f"- unknown config key sampels (from {typos}); did you mean 'samples'?",
+        f"- unknown config key shot (from {typos}); did you mean 'shots'?",
+        f"- db (from {typos}): 'db' and 'db_ids' are the same setting: give one of them",
+    ])  # fmt: skip
+
+
 def test_a_missing_required_key_and_a_broken_yaml_file_are_clear(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["distill", "--backend", "hf", "--print-config"])
     assert result.exit_code == 2
