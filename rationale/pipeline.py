@@ -240,12 +240,15 @@ def build_steps(
         step("distill", distill.DistillConfig, "distill", pipeline.distill, train_split,
              _pipeline_stage(distill))  # fmt: skip
 
-    def export_step(name: str, kind: str, questions: str = "covered") -> Step | None:
+    def export_step(
+        name: str, kind: str, trained_by: dict[str, Any], questions: str = "covered"
+    ) -> Step | None:
         filled = {
             **train_split,
             "kind": kind,
             "out": root / "export" / name,
             **({"questions": questions} if questions != "covered" else {}),
+            **_tokenizer_source(pipeline.export, trained_by),
         }
         return step(f"export-{name}", export.ExportConfig, "export", pipeline.export, filled,
                     _pipeline_stage(export))  # fmt: skip
@@ -276,7 +279,7 @@ def build_steps(
         steps.append(made)
         return made
 
-    rationalizer_export = export_step("rationalizer", "rationalizer")
+    rationalizer_export = export_step("rationalizer", "rationalizer", pipeline.train_rationalizer)
     rationalizer_train = train_step(
         "rationalizer", "train_rationalizer", pipeline.train_rationalizer
     )
@@ -285,8 +288,12 @@ def build_steps(
                       _pipeline_stage(annotate))  # fmt: skip
     check_room(rationalizer_train, rationalizer_export, annotating, "annotate", problems)
     cast = students(pipeline)
-    exports = {student.name: export_step(student.name, student.kind, student.questions)
-               for student in cast}  # fmt: skip
+    exports = {
+        student.name: export_step(
+            student.name, student.kind, student.recipe_values, student.questions
+        )
+        for student in cast
+    }
     trainings = {
         student.name: train_step(student.name, "train_students", student.recipe_values)
         for student in cast
@@ -311,6 +318,17 @@ def build_steps(
     step("report", report.ReportConfig, "report", pipeline.report, report_values, _tool(report))
     problems.raise_any()
     return steps  # in the order they were made: the order they run in
+
+
+def _tokenizer_source(export_section: dict[str, Any], trained_by: dict[str, Any]) -> dict:
+    """What tells an export step which tokenizer budgets its prompts: the export section's
+    own `tokenizer` when it names one, else the model the step's training entry overrides,
+    else that entry's recipe (its model)."""
+    if export_section.get("tokenizer") or export_section.get("recipe"):
+        return {}
+    if trained_by.get("model_name_or_path"):
+        return {"tokenizer": trained_by["model_name_or_path"]}
+    return {"recipe": trained_by["recipe"]} if trained_by.get("recipe") else {}
 
 
 def check_room(

@@ -81,10 +81,15 @@ class ExportConfig(StageConfig):
         description="Dataset folder (default: RUN/export/<kind>).",
         json_schema_extra={"output": OUTPUT_FOLDER},
     )
-    tokenizer: str = Field(
-        default="smollm2-135m",
+    tokenizer: str | None = Field(
+        default=None,
         description="Tokenizer that counts the prompt budget: the model to be trained "
-        "(a name, a folder, or a hub id).",
+        "(a name, a folder, or a hub id). Default: the model of --recipe.",
+    )
+    recipe: str | None = Field(
+        default=None,
+        description="The training recipe that will use this dataset (a shipped name or a "
+        "file): its model's tokenizer budgets the prompts unless --tokenizer is given.",
     )
     max_prompt_tokens: int | None = Field(
         default=2048,
@@ -127,6 +132,20 @@ class ExportConfig(StageConfig):
     )
 
     @model_validator(mode="after")
+    def _tokenizer_of_the_trained_model(self) -> ExportConfig:
+        # a budget counted in another model's tokens cuts prompts too much or too little,
+        # silently: take the tokenizer from what will be trained, or refuse to guess
+        if self.tokenizer is None and self.recipe is not None:
+            self.tokenizer = recipe_model(self.recipe)
+        if self.tokenizer is None and self.max_prompt_tokens is not None:
+            raise ValueError(
+                "max_prompt_tokens counts tokens of the model you will train: give --tokenizer "
+                "MODEL (e.g. smollm2-135m, Qwen/Qwen2.5-Coder-7B-Instruct) or --recipe RECIPE "
+                "(its model_name_or_path)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _all_needs_nocot(self) -> ExportConfig:
         if self.questions == "all" and self.kind != "student-nocot":
             raise ValueError(
@@ -139,6 +158,25 @@ class ExportConfig(StageConfig):
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return value.expanduser().resolve() if value is not None else None
+
+
+def recipe_model(name_or_path: str) -> str:
+    """The `model_name_or_path` a training recipe names (read from its YAML: no TRL import)."""
+    try:
+        from training.errors import TrainingInputError
+        from training.recipe import find_recipe, read_recipe_file
+    except ImportError as error:
+        raise ValueError(
+            f"reading recipe {name_or_path!r} needs the 'train' extra ({error.name} is "
+            "missing): give --tokenizer MODEL instead"
+        ) from None
+    try:
+        model = read_recipe_file(find_recipe(name_or_path)).get("model_name_or_path")
+    except TrainingInputError as error:
+        raise ValueError(str(error)) from None
+    if not model:
+        raise ValueError(f"recipe {name_or_path!r} names no model_name_or_path: give --tokenizer")
+    return str(model)
 
 
 class GoldQuestion(BaseModel):
@@ -227,7 +265,7 @@ def dataset_entries(run_dir: RunDir, kind: TaskKind) -> list[DatasetEntry]:
 
 
 def completion_lengths(
-    records: list[DatasetRecord], tokenizer: Any, name: str
+    records: list[DatasetRecord], tokenizer: Any, name: str | None
 ) -> LengthStats | None:
     """How long the answers are in the model's tokens (prediction fits its limit to them)."""
     if tokenizer is None or not records:
@@ -237,7 +275,7 @@ def completion_lengths(
         for record in records
     )
     return LengthStats(
-        tokenizer=name,
+        tokenizer=str(name),
         mean=round(sum(counts) / len(counts), 1),
         p95=counts[min(len(counts) - 1, int(0.95 * len(counts)))],
         max=counts[-1],
@@ -559,10 +597,15 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         "## Prompts and the model they are for",
         "",
         f"Template `{manifest['template']}` (sha256 `{manifest['template_hash'][:16]}...`). "
-        f"Prompts are budgeted with the tokenizer of `{manifest['tokenizer']}`, the model to "
-        f"be trained on them: at most {manifest['max_prompt_tokens']} tokens, the schema "
-        f"rendered as {manifest.get('schema_style', 'sql')}; {manifest['prompts_cut']} had "
-        "their schema cut to fit."
+        + (
+            f"Prompts are budgeted with the tokenizer of `{manifest['tokenizer']}`, the model "
+            f"to be trained on them: at most {manifest['max_prompt_tokens']} tokens, the schema "
+            f"rendered as {manifest.get('schema_style', 'sql')}; {manifest['prompts_cut']} had "
+            "their schema cut to fit."
+            if manifest.get("tokenizer")
+            else f"Prompts have no token budget (the schema rendered as "
+            f"{manifest.get('schema_style', 'sql')})."
+        )
         + (
             f" Completions are {lengths['mean']:.0f} tokens on average, {lengths['max']} at most."
             if lengths

@@ -52,7 +52,10 @@ def test_rationalizer_dataset_holds_the_pool_as_trained_prompts(
 ) -> None:
     out = tmp_path / "rationalizer"
     report = export(
-        ExportConfig(kind="rationalizer", out=out, max_prompt_tokens=BUDGET), seeded_run
+        ExportConfig(
+            tokenizer="smollm2-135m", kind="rationalizer", out=out, max_prompt_tokens=BUDGET
+        ),
+        seeded_run,
     )
     pool = {e.question_id: e for e in read_jsonl(seeded_run.pool_path(0), PoolEntry)}
     rows = _rows(out, "train") + _rows(out, "validation")
@@ -73,7 +76,12 @@ def test_rationalizer_dataset_holds_the_pool_as_trained_prompts(
         assert row["source"] == entry.source and json.loads(row["provenance"])["source"]
     # exactly the prompts that would exceed the budget were cut
     uncut = export(
-        ExportConfig(kind="rationalizer", out=tmp_path / "full", max_prompt_tokens=None),
+        ExportConfig(
+            tokenizer="smollm2-135m",
+            kind="rationalizer",
+            out=tmp_path / "full",
+            max_prompt_tokens=None,
+        ),
         seeded_run,
     )
     full_rows = _rows(tmp_path / "full", "train") + _rows(tmp_path / "full", "validation")
@@ -106,8 +114,13 @@ def test_rationalizer_dataset_holds_the_pool_as_trained_prompts(
 
 
 def test_student_datasets_hold_the_same_questions(seeded_run: RunDir, tmp_path: Path) -> None:
-    cot = export(ExportConfig(kind="student-cot", out=tmp_path / "cot"), seeded_run)
-    nocot = export(ExportConfig(kind="student-nocot", out=tmp_path / "nocot"), seeded_run)
+    cot = export(
+        ExportConfig(tokenizer="smollm2-135m", kind="student-cot", out=tmp_path / "cot"), seeded_run
+    )
+    nocot = export(
+        ExportConfig(tokenizer="smollm2-135m", kind="student-nocot", out=tmp_path / "nocot"),
+        seeded_run,
+    )
     assert cot.counts == nocot.counts
     cot_rows = {r["question_id"]: r for r in _rows(tmp_path / "cot", "train")}
     nocot_rows = {r["question_id"]: r for r in _rows(tmp_path / "nocot", "train")}
@@ -125,7 +138,7 @@ def test_re_export_is_deterministic_and_replaces_the_folder(
     seeded_run: RunDir, tmp_path: Path
 ) -> None:
     out = tmp_path / "nocot"
-    config = ExportConfig(kind="student-nocot", out=out)
+    config = ExportConfig(tokenizer="smollm2-135m", kind="student-nocot", out=out)
     export(config, seeded_run)
     first = (out / "train.jsonl").read_bytes()
     (out / "stale.txt").write_text("left from an older export")
@@ -141,7 +154,9 @@ def test_dev_questions_and_databases_are_refused(
     run = RunDir(tmp_path / "run")
     run.pool_dir.mkdir(parents=True)
     pool = read_jsonl(seeded_run.pool_path(0), PoolEntry)
-    config = ExportConfig(kind="rationalizer", data=train_dir, out=tmp_path / "out")
+    config = ExportConfig(
+        tokenizer="smollm2-135m", kind="rationalizer", data=train_dir, out=tmp_path / "out"
+    )
     rewrite_jsonl(run.pool_path(0), [*pool, pool[0].model_copy(update={"split": "dev"})])
     with pytest.raises(DatasetLeakageError, match=r"dev:\d+ \(beer_factory\)"):
         export(config, run)
@@ -167,7 +182,12 @@ def test_a_changed_split_is_refused(seeded_run: RunDir, train_dir: Path, tmp_pat
             question["SQL"] = "SELECT 1"
     (copy / "train.json").write_text(json.dumps(questions))
     with pytest.raises(RunConfigError, match="gold SQL"):
-        export(ExportConfig(kind="rationalizer", data=copy, out=tmp_path / "o"), seeded_run)
+        export(
+            ExportConfig(
+                tokenizer="smollm2-135m", kind="rationalizer", data=copy, out=tmp_path / "o"
+            ),
+            seeded_run,
+        )
 
 
 def test_a_prompt_over_the_budget_even_with_the_shortest_schema_is_left_out_and_counted(
@@ -191,7 +211,12 @@ def test_a_prompt_over_the_budget_even_with_the_shortest_schema_is_left_out_and_
     }
     budget = sorted(sizes.values())[len(sizes) // 2]  # half the questions cannot fit
     report = export(
-        ExportConfig(kind="rationalizer", out=tmp_path / "o", max_prompt_tokens=budget),
+        ExportConfig(
+            tokenizer="smollm2-135m",
+            kind="rationalizer",
+            out=tmp_path / "o",
+            max_prompt_tokens=budget,
+        ),
         seeded_run,
     )
     too_long = {question for question, size in sizes.items() if size > budget}
@@ -210,7 +235,12 @@ def test_a_nocot_dataset_of_all_questions_adds_every_uncovered_one_with_its_gold
     from bird.data import load_split
 
     covered = export(
-        ExportConfig(kind="student-nocot", out=tmp_path / "covered", max_prompt_tokens=None),
+        ExportConfig(
+            tokenizer="smollm2-135m",
+            kind="student-nocot",
+            out=tmp_path / "covered",
+            max_prompt_tokens=None,
+        ),
         seeded_run,
     )
     everything = export(
@@ -232,4 +262,31 @@ def test_a_nocot_dataset_of_all_questions_adds_every_uncovered_one_with_its_gold
     assert everything.by_source["gold"] == len(gold)
     assert sum(covered.by_source.values()) == len(pool & executable)
     with pytest.raises(ValueError, match="questions: all is for kind student-nocot"):
-        ExportConfig(kind="student-cot", questions="all")
+        ExportConfig(tokenizer="smollm2-135m", kind="student-cot", questions="all")
+
+
+def test_the_prompt_budget_is_counted_with_the_trained_models_tokenizer(tmp_path: Path) -> None:
+    """No silent default: the tokenizer is given, or read from the recipe that will train
+    on the dataset, or (with a prompt budget) the export is refused; a pipeline fills in
+    each dataset's own recipe or model."""
+    from rationale.pipeline import build_steps, load_pipeline
+    from training.recipe import find_recipe, read_recipe_file
+
+    with pytest.raises(ValueError, match=r"give --tokenizer MODEL .* or --recipe RECIPE"):
+        ExportConfig(kind="student-cot")
+    assert ExportConfig(kind="student-cot", max_prompt_tokens=None).tokenizer is None
+    for recipe in ("student-cot-tiny", "student-cot-qwen2.5-coder-1.5b"):
+        model = read_recipe_file(find_recipe(recipe))["model_name_or_path"]
+        assert ExportConfig(kind="student-cot", recipe=recipe).tokenizer == model
+    assert (
+        ExportConfig(kind="student-cot", recipe="student-cot-tiny", tokenizer="x").tokenizer == "x"
+    )
+
+    qwen_small = "train_students.student-nocot.model_name_or_path=Qwen/Qwen2.5-Coder-0.5B-Instruct"
+    pipeline = load_pipeline("bird-full", ["train=demo:train", "dev=demo:dev", qwen_small])
+    steps = {step.name: step.config for step in build_steps(pipeline, RunDir(tmp_path / "r"))}
+    for name in ("rationalizer", "student-cot"):
+        recipe = steps[f"train-{name}"].recipe
+        model = read_recipe_file(find_recipe(recipe))["model_name_or_path"]
+        assert steps[f"export-{name}"].tokenizer == model
+    assert steps["export-student-nocot"].tokenizer == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
