@@ -208,13 +208,10 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
 
 
 def _remove_if_unused(lock_path: Path, lock_existed: bool, created: list[Path]) -> None:
-    """After a refusal or a failure, take back what taking the lock created when nothing
-    else was written: a refused command leaves no empty run directory behind."""
-    if (
-        not lock_existed
-        and lock_path.exists()
-        and not any(other != lock_path for other in lock_path.parent.iterdir())
-    ):
+    """After a refusal or a failure, take back what taking the lock created: the lock file,
+    and the folders made for it when nothing else was written in them. A refused command
+    leaves no empty run directory behind."""
+    if not lock_existed:
         lock_path.unlink(missing_ok=True)
     for folder in created:  # deepest first; a folder holding anything stays
         try:
