@@ -39,7 +39,17 @@ from rationale.config import (
 
 _GIVEN = frozenset({"COMMANDLINE", "ENVIRONMENT"})
 STAGE_PANEL = "Stage options"
-_RESERVED = frozenset({"ctx", "config", "print_config"})
+ADVANCED_PANEL = "Advanced options"
+_RESERVED = frozenset({"ctx", "config", "print_config", "help_all"})
+# The keys users change first. A command with more options than fit a screen shows these
+# (and its required keys) in --help and the rest under "Advanced options" in --help-all.
+COMMON_KEYS = frozenset({
+    "data", "kind", "out", "output", "input", "predictions", "seeds", "bootstrap",
+    "backend", "model", "base_urls", "device", "batch_size", "tokenizer", "recipe",
+    "db_ids", "limit", "iterations", "samples", "shots", "mode", "n", "questions", "compare",
+    "max_tokens", "temperature", "max_prompt_tokens",
+})  # fmt: skip
+ONE_SCREEN = 7  # a command with at most this many keys shows them all
 
 
 @dataclass(frozen=True)
@@ -96,8 +106,10 @@ def config_options(model: type[BaseModel]) -> list[ConfigOption]:
     order = list(dict.fromkeys([STAGE_PANEL, *panels.values()]))
     keys = sorted(model.model_fields, key=lambda key: order.index(panels[key]))
     options = []
+    folded = len(keys) > ONE_SCREEN
     for key in keys:
         info = model.model_fields[key]
+        advanced = folded and key not in COMMON_KEYS and not info.is_required()
         if key in _RESERVED:
             raise ValueError(f"config key {key!r} clashes with a command's own option")
         flag = field_flag(key, info)
@@ -112,7 +124,8 @@ def config_options(model: type[BaseModel]) -> list[ConfigOption]:
             declaration,
             help=help_text,
             show_default=not info.is_required(),
-            rich_help_panel=panels[key],
+            rich_help_panel=ADVANCED_PANEL if advanced else panels[key],
+            hidden=advanced,
         )
         parameter = inspect.Parameter(
             key, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=option_type
@@ -173,6 +186,18 @@ def config_command(
             annotation=Path | None,
         ),
         inspect.Parameter(
+            "help_all",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--help-all",
+                help="Show every option, the advanced ones too, and exit.",
+                is_eager=True,
+                callback=_help_all,
+            ),
+            annotation=bool,
+        ),
+        inspect.Parameter(
             "print_config",
             inspect.Parameter.KEYWORD_ONLY,
             default=typer.Option(
@@ -186,6 +211,7 @@ def config_command(
     @reporting_errors
     def command(**values: Any) -> None:
         ctx: typer.Context = values.pop("ctx")
+        values.pop("help_all")
         config_file: Path | None = values.pop("config")
         print_config: bool = values.pop("print_config")
         extras = {parameter.name: values.pop(parameter.name) for parameter in extra}
@@ -215,8 +241,29 @@ def config_command(
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in parameters}
     # one line per paragraph: the help reflows paragraphs but keeps their line breaks
-    command.__doc__ = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n")]
+    hidden = [f"--{option.flag}" for option in options if option.parameter.default.hidden]
+    if hidden:
+        paragraphs.append(
+            f"{len(hidden)} more options ({', '.join(hidden[:3])}, ...): see --help-all."
+        )
+    command.__doc__ = "\n\n".join(paragraphs)
     return command
+
+
+def _help_all(ctx: typer.Context, value: bool) -> None:
+    """`--help-all`: the help with the advanced options shown."""
+    if not value or ctx.resilient_parsing:
+        return
+    hidden = [p for p in ctx.command.params if getattr(p, "hidden", False)]
+    for parameter in hidden:
+        parameter.hidden = False  # type: ignore[attr-defined]
+    try:
+        typer.echo(ctx.get_help(), nl=False)
+    finally:
+        for parameter in hidden:
+            parameter.hidden = True  # type: ignore[attr-defined]
+    raise typer.Exit()
 
 
 def _keyword(name: str, option: Any, annotation: Any) -> inspect.Parameter:

@@ -180,3 +180,23 @@ def test_train_help_speaks_of_this_command_and_the_recipe_keys() -> None:
     assert result.exit_code == 0, result.output
     assert "usage: rationale train --recipe RECIPE" in result.stdout
     assert "keep_checkpoints" in result.stdout and "python -m training.sft" not in result.stdout
+
+
+@pytest.mark.parametrize("stage", [*STAGES, *TOOLS], ids=lambda stage: stage.name)
+def test_help_fits_a_screen_and_help_all_shows_every_option(stage) -> None:
+    """`--help` shows the common options (and every required one) within one 80-column
+    screen; the rest are counted there and all shown by `--help-all` (read wide: at 80
+    columns rich cuts long flag names)."""
+    runner = CliRunner()
+    short = runner.invoke(app, [stage.name, "--help"], env={"COLUMNS": "80"})
+    full = runner.invoke(app, [stage.name, "--help-all"], env={"COLUMNS": "250"})
+    assert short.exit_code == 0 and full.exit_code == 0, (short.output, full.output)
+    assert len(short.output.splitlines()) <= 75, short.output
+    options = config_options(stage.config)
+    for option in options:
+        assert f"--{option.flag}" in full.output, option.flag
+        if stage.config.model_fields[option.key].is_required():
+            assert f"--{option.flag}" in short.output, option.flag
+    hidden = [o for o in options if f"--{o.flag} " not in short.output.replace("…", " ")]
+    if hidden:
+        assert f"{len(hidden)} more options" in " ".join(short.output.split())
