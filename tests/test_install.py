@@ -3,10 +3,12 @@ package data found through importlib.resources, not files beside a source checko
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -80,3 +82,40 @@ def test_wheel_install_runs_seed_and_decompose_elsewhere(train_dir: Path, tmp_pa
     )  # fmt: skip
     assert decomposed.returncode == 0, decomposed.stderr
     assert (tmp_path / "d.jsonl").read_text().count("\n") == 3
+
+
+def test_a_gpu_nodes_torch_is_kept_and_only_the_cpu_install_pins_torch(tmp_path: Path) -> None:
+    """`pip install -e '.[llm,train,report]'` on a node that has another torch (here a CUDA
+    build, 2.7.1+cu128, as an installed distribution ahead on the path) resolves without
+    touching it: pip's own dry run, offline. The exact CPU pin lives in constraints/cpu.txt
+    and satisfies every extra's range."""
+    from packaging.requirements import Requirement
+
+    node = tmp_path / "node-site"
+    info = node / "torch-2.7.1+cu128.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 2.7.1+cu128\n")
+    (info / "RECORD").write_text("")
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation",
+         "--quiet", "--report", str(report), "-e", f"{REPO}[llm,train,report]"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(node)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    would_install = {item["metadata"]["name"] for item in json.loads(report.read_text())["install"]}
+    assert would_install == {"sql-rationale"}, would_install  # torch 2.7.1+cu128 is kept
+
+    lines = (REPO / "constraints" / "cpu.txt").read_text().splitlines()
+    pins = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    (torch_pin,) = [pin for pin in pins if pin.name == "torch"]
+    pinned = next(iter(torch_pin.specifier)).version
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    ranges = [Requirement(r) for extra in extras.values() for r in extra if r.startswith("torch")]
+    assert ranges and all("==" not in str(r.specifier) for r in ranges)  # ranges, not pins
+    assert all(r.specifier.contains(pinned) for r in ranges)
+    assert all(r.specifier.contains("2.7.1+cu128") for r in ranges)
