@@ -44,6 +44,7 @@ class Judge:
     pool: ExecutionPool
     timeout: float
     refuse: Refusal | None = None
+    strict_explanations: bool = False  # an explanation that disagrees with its SQL fails
 
     def __call__(
         self,
@@ -75,7 +76,13 @@ class Judge:
                     )
                 samples.append(_Sample(result, completion, parsed, refusal, item))
         reports = (
-            validate_many(items, timeout=self.timeout, pool=self.pool, gold=self.gold)
+            validate_many(
+                items,
+                timeout=self.timeout,
+                pool=self.pool,
+                gold=self.gold,
+                strict_explanations=self.strict_explanations,
+            )
             if items
             else []
         )

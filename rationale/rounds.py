@@ -124,6 +124,11 @@ class RoundConfig(BackendConfig, RoundSampling, StageConfig):
         default=False,
         description="Run on a dev or test split anyway (its results must never train a model).",
     )
+    strict_explanations: bool = Field(
+        default=False,
+        description="Reject a rationale whose explanation names a number, date, quoted value "
+        "or `name` its SQL does not use (default: accept it, flagged in its report).",
+    )
 
 
 class PassTiming(BaseModel):
@@ -235,6 +240,7 @@ class RoundLoop(ABC):
             pool=self.execution_pool,
             timeout=config.validation_timeout,
             refuse=refuse,
+            strict_explanations=config.strict_explanations,
         )
         self.stage_dir = run_dir.stage_dir(self.name)
         self.attempts_path = self.stage_dir / "attempts.jsonl"

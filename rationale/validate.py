@@ -8,6 +8,9 @@ One outcome per check, in this order:
     references_earlier_only  each step reads only database tables and earlier steps;
                              the final query reads only tables and steps
     all_steps_used           every step feeds the final query (directly or via later steps)
+    explanation_agrees       the numbers, dates, quoted values and `names` each explanation
+                             names are ones its SQL uses (rationale.explanation_check);
+                             "flagged", not failed, unless strict_explanations
     steps_execute            every step's query runs without error within the time limit
     steps_nonempty           every step returns rows where the gold query returns rows
     ex_equal                 the assembled query's result equals the gold result under
@@ -36,6 +39,7 @@ from sqlglot.errors import SqlglotError
 from bird.compare import ex_match
 from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult, execute_many
 from bird.gold_cache import ExecutionLimits, GoldCache
+from rationale.explanation_check import explanation_disagreements
 from rationale.format import ParseFailure, Rationale, parse_rationale
 from rationale.robust import RobustConfig, robust_equal_many
 
@@ -44,13 +48,16 @@ CheckName = Literal[
     "names_unique",
     "references_earlier_only",
     "all_steps_used",
+    "explanation_agrees",
     "steps_execute",
     "steps_nonempty",
     "ex_equal",
     "robust_equal",
 ]
 CHECK_NAMES: tuple[CheckName, ...] = get_args(CheckName)  # in the order checks run
-CheckStatus = Literal["passed", "failed", "skipped"]
+# flagged: a fault that is reported but does not make the rationale invalid (an explanation
+# that disagrees with its SQL, unless strict_explanations)
+CheckStatus = Literal["passed", "failed", "skipped", "flagged"]
 FINAL = "final"
 
 
@@ -123,11 +130,23 @@ def referenced_names(tree: exp.Expression) -> set[str]:
     return {t.name.lower() for t in tree.find_all(exp.Table) if t.name} - own_ctes
 
 
+def _explanation_check(rationale: Rationale, strict: bool) -> CheckOutcome:
+    found = explanation_disagreements(rationale)
+    if not found:
+        return _passed("explanation_agrees")
+    return CheckOutcome(
+        name="explanation_agrees",
+        status="failed" if strict else "flagged",
+        detail="; ".join(item.line() for item in found),
+        step=found[0].step,
+    )
+
+
 def _structure_checks(
-    rationale: Rationale, table_names: set[str] | None
+    rationale: Rationale, table_names: set[str] | None, strict_explanations: bool = False
 ) -> tuple[list[CheckOutcome], bool]:
-    """parses, names_unique, references_earlier_only, all_steps_used; and whether
-    execution makes sense (it does not after a parse, naming or reference fault)."""
+    """parses, names_unique, references_earlier_only, all_steps_used, explanation_agrees;
+    and whether execution makes sense (not after a parse, naming or reference fault)."""
     outcomes: list[CheckOutcome] = []
     pieces = [(step.name, step.sql) for step in rationale.steps]
     pieces += [(FINAL, rationale.final_sql), ("assembled query", rationale.assembled_sql())]
@@ -152,6 +171,7 @@ def _structure_checks(
         reason = "a query does not parse"
         outcomes.append(_skipped("references_earlier_only", reason))
         outcomes.append(_skipped("all_steps_used", reason))
+        outcomes.append(_skipped("explanation_agrees", reason))
         return outcomes, False
 
     step_names = {name.lower() for name in names}
@@ -182,6 +202,7 @@ def _structure_checks(
             )
     outcomes.append(reference_fault or _passed("references_earlier_only"))
     outcomes.append(_used_steps_check(names, reads))
+    outcomes.append(_explanation_check(rationale, strict_explanations))
     runnable = reference_fault is None and not duplicates
     return outcomes, runnable
 
@@ -320,8 +341,12 @@ def validate_many(
     gold: GoldCache | None = None,
     robust: RobustConfig | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    strict_explanations: bool = False,
 ) -> list[ValidationReport]:
     """Validate many rationales; each distinct (database, gold SQL) executes once.
+
+    With `strict_explanations`, an explanation that disagrees with its SQL fails the
+    rationale; otherwise it is flagged in the report and the rationale stays valid.
 
     Gold results come from `gold` (callers that validate batch after batch pass one cache
     for the whole run, so a gold query runs once per run, not once per batch). Gold SQL is
@@ -346,7 +371,7 @@ def validate_many(
             structure.append(([], False))
             spans.append(None)
             continue
-        outcomes, runnable = _structure_checks(rationale, tables[item.db_path])
+        outcomes, runnable = _structure_checks(rationale, tables[item.db_path], strict_explanations)
         structure.append((outcomes, runnable))
         if not runnable:
             spans.append(None)

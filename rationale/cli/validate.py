@@ -12,14 +12,14 @@ from rationale.stages.validate import NAME, ValidateReport
 
 
 def outcome_table(report: ValidateReport) -> Table:
-    """Per check: how many rationales passed, failed and skipped it."""
+    """Per check: how many rationales passed, failed, skipped it or were flagged by it."""
     table = Table(title=f"Validation of {report.rationales} rationales")
-    for column in ("check", "passed", "failed", "skipped"):
+    for column in ("check", "passed", "failed", "skipped", "flagged"):
         table.add_column(column, justify="left" if column == "check" else "right")
-    for name, counts in report.checks.items():
-        table.add_row(name, str(counts.passed), str(counts.failed), str(counts.skipped))
+    for name, c in report.checks.items():
+        table.add_row(name, str(c.passed), str(c.failed), str(c.skipped), str(c.flagged))
     table.add_section()
-    table.add_row("valid", str(report.valid), str(report.rationales - report.valid), "")
+    table.add_row("valid", str(report.valid), str(report.rationales - report.valid), "", "")
     return table
 
 

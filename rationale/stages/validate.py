@@ -111,12 +111,18 @@ class ValidateConfig(StageConfig):
         description="Write one JSON validation report per input line here.",
         json_schema_extra={"output": OUTPUT_FILE},
     )
+    strict_explanations: bool = Field(
+        default=False,
+        description="Count a rationale whose explanation names a number, date, quoted value "
+        "or `name` its SQL does not use as invalid (default: valid, flagged).",
+    )
 
 
 class CheckCounts(BaseModel):
     passed: int = 0
     failed: int = 0
     skipped: int = 0
+    flagged: int = 0
 
 
 class ValidateReport(BaseModel):
@@ -167,6 +173,7 @@ def run(config: ValidateConfig, *, progress: ProgressCallback = no_progress) -> 
         workers=config.workers,
         robust=robust,
         on_progress=lambda done, total: progress("executing queries", done, total, ""),
+        strict_explanations=config.strict_explanations,
     )
     if config.output is not None:
         rewrite_jsonl(config.output, reports)
@@ -178,6 +185,7 @@ def run(config: ValidateConfig, *, progress: ProgressCallback = no_progress) -> 
             passed=counts[(name, "passed")],
             failed=counts[(name, "failed")],
             skipped=counts[(name, "skipped")],
+            flagged=counts[(name, "flagged")],
         )
         for name in CHECK_NAMES
         if any(key[0] == name for key in counts)

@@ -215,7 +215,7 @@ def test_cli_validates_a_jsonl_file(tmp_path: Path, dev_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     ex_row = next(line for line in result.output.splitlines() if "ex_equal" in line)
     cells = [cell for cell in ex_row.replace("│", " ").split() if cell]
-    assert cells == ["ex_equal", "1", "1", "0"]  # passed, failed, skipped
+    assert cells == ["ex_equal", "1", "1", "0", "0"]  # passed, failed, skipped, flagged
     reports = [
         ValidationReport.model_validate_json(line) for line in output.read_text().splitlines()
     ]
