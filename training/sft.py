@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -153,21 +152,13 @@ def _required(values: dict[str, Any], key: str, flag: str) -> Any:
 
 
 def check_writable_folder(folder: Path) -> None:
-    """Refuse an output folder nothing can be written into, before any model loads: probe
-    the nearest existing folder with a temporary file (`os.access` says yes to root even on
-    a read-only file system)."""
-    folder = folder.expanduser().absolute()
-    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
-    if not existing.is_dir():
-        raise TrainingInputError(f"--output-dir {folder}: {existing} is a file, not a folder")
+    """Refuse an output folder nothing can be written into, before any model loads."""
+    from bird.files import OutputPlaceError, check_output_place
+
     try:
-        with tempfile.TemporaryFile(dir=existing):
-            pass
-    except OSError as error:
-        raise TrainingInputError(
-            f"--output-dir {folder}: cannot write in {existing} ({error.strerror}): choose "
-            "another folder or fix its permissions"
-        ) from None
+        check_output_place(folder, "--output-dir", folder=True)
+    except OutputPlaceError as error:
+        raise TrainingInputError(str(error)) from None
 
 
 def prepare_run(
