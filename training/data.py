@@ -95,7 +95,9 @@ def _load_saved(folder: Path) -> dict[str, Dataset]:
 
 def _load_file(path: Path) -> dict[str, Dataset]:
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
 
+    disable_progress_bar()  # a file of a few MB: its "Generating train split" bar is noise
     loader = _FILE_LOADERS[path.suffix.lower()]
     try:
         if loader == "json":
