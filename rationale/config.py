@@ -10,6 +10,7 @@ from, and what is expected.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -130,9 +131,10 @@ def field_flag(key: str, info: Any) -> str:
     return str(field_extra(info).get("flag", key.replace("_", "-")))
 
 
+@functools.cache  # asked at every validation of every stage config
 def key_aliases(model: type[BaseModel]) -> dict[str, str]:
     """Other spellings of `model`'s keys that mean the key: its flag, in kebab or snake case,
-    and the key in kebab case."""
+    and the key in kebab case. (Read only: the mapping is shared.)"""
     aliases: dict[str, str] = {}
     for key, info in model.model_fields.items():
         flag = field_flag(key, info)

@@ -177,11 +177,10 @@ class Problems:
 
     def __init__(self, pipeline: PipelineConfig, earlier: list[str] | None = None) -> None:
         self.pipeline = pipeline
-        self.source = pipeline.source
         self.found: list[str] = list(earlier or [])
 
     def add(self, section: str, problem: str) -> None:
-        self.found.append(f"{self.source}: section {section!r}: {problem}")
+        self.found.append(f"{self.pipeline.source}: section {section!r}: {problem}")
 
     def build(
         self, model: type[StageConfig], section: str, given: dict[str, Any], filled: dict[str, Any]

@@ -161,19 +161,14 @@ class ExportConfig(StageConfig):
 
 
 def recipe_model(name_or_path: str) -> str:
-    """The `model_name_or_path` a training recipe names (read from its YAML: no TRL import)."""
+    """The `model_name_or_path` a training recipe names (ValueError, for the config's
+    validator, when the recipe cannot be read or names none)."""
+    from rationale.stages.train import TrainingRefused, TrainingUnavailable, recipe_file_values
+
     try:
-        from training.errors import TrainingInputError
-        from training.recipe import find_recipe, read_recipe_file
-    except ImportError as error:
-        raise ValueError(
-            f"reading recipe {name_or_path!r} needs the 'train' extra ({error.name} is "
-            "missing): give --tokenizer MODEL instead"
-        ) from None
-    try:
-        model = read_recipe_file(find_recipe(name_or_path)).get("model_name_or_path")
-    except TrainingInputError as error:
-        raise ValueError(str(error)) from None
+        model = recipe_file_values(name_or_path).get("model_name_or_path")
+    except (TrainingRefused, TrainingUnavailable) as error:
+        raise ValueError(f"{error}; or give --tokenizer MODEL") from None
     if not model:
         raise ValueError(f"recipe {name_or_path!r} names no model_name_or_path: give --tokenizer")
     return str(model)

@@ -94,13 +94,21 @@ def check_recipe_keys(config: TrainConfig, where: str) -> None:
 TRL_DEFAULT_MAX_LENGTH = 1024
 
 
+def recipe_file_values(name_or_path: str) -> dict[str, Any]:
+    """The keys a recipe file sets (read from the YAML alone: no TRL import)."""
+    recipe, _ = training_modules()
+    try:
+        return dict(recipe.read_recipe_file(recipe_path(name_or_path)))
+    except ValueError as error:  # training.errors.TrainingInputError
+        raise TrainingRefused(str(error)) from None
+
+
 def recipe_max_length(config: TrainConfig) -> int:
     """The max_length the run will train with: the overrides', else the recipe file's, else
-    TRL's default (read from the YAML alone: no TRL import)."""
+    TRL's default."""
     if "max_length" in config.recipe_overrides:
         return int(config.recipe_overrides["max_length"])
-    recipe, _ = training_modules()
-    values = recipe.read_recipe_file(recipe_path(config.recipe))
+    values = recipe_file_values(config.recipe)
     value = values.get("max_length", TRL_DEFAULT_MAX_LENGTH)
     return int(value) if value is not None else TRL_DEFAULT_MAX_LENGTH
 
