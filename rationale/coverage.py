@@ -36,7 +36,8 @@ class CoverageTable(BaseModel):
         return round(100.0 * count / max(self.examples, 1), 2)
 
 
-def _first_failure(attempt: AttemptRecord) -> str:
+def first_failure(attempt: AttemptRecord) -> str:
+    """The check an invalid attempt failed first ("parses" for text that is no rationale)."""
     if not attempt.parsed:
         return "parses"
     if attempt.rejected:
@@ -48,41 +49,64 @@ def _first_failure(attempt: AttemptRecord) -> str:
     return "unknown"
 
 
-def coverage_table(run_dir: RunDir, split: BirdSplit) -> CoverageTable:
-    """Count, over every example of `split`, what covers it or why nothing does."""
+class QuestionCoverage(BaseModel):
+    """What covers one question of the split (`source`), or why nothing does (`cause`)."""
+
+    question_id: int
+    source: str | None = None
+    cause: str | None = None
+
+
+def question_coverage(
+    run_dir: RunDir, split: BirdSplit, *, live: bool = False
+) -> list[QuestionCoverage]:
+    """Every example of `split`, in split order, with its source or its cause (`live`: read
+    without repairing anything, as `read_jsonl` says)."""
     source_of: dict[int, str] = {}
     for path in sorted(run_dir.pool_dir.glob("iteration_*.jsonl")):
-        for entry in read_jsonl(path, PoolEntry, key=lambda e: e.key):
+        for entry in read_jsonl(path, PoolEntry, key=lambda e: e.key, live=live):
             if entry.split == split.name:
                 source_of.setdefault(entry.question_id, entry.source)
     annotated = run_dir.stage_dir("annotate") / "rationales.jsonl"
-    for accepted in read_jsonl(annotated, AcceptedRationale, key=lambda r: r.key):
+    for accepted in read_jsonl(annotated, AcceptedRationale, key=lambda r: r.key, live=live):
         if accepted.split == split.name:
             source_of.setdefault(accepted.question_id, "rationalizer")
     quarantine = {
         f.question_id: f.reason
-        for f in read_jsonl(run_dir.stage_dir("audit") / "quarantine.jsonl", AuditFinding)
+        for f in read_jsonl(
+            run_dir.stage_dir("audit") / "quarantine.jsonl", AuditFinding, live=live
+        )
     }
     failures: dict[int, Counter[str]] = {}
     for stage in ("distill", "annotate"):
-        for attempt in read_jsonl(run_dir.stage_dir(stage) / "attempts.jsonl", AttemptRecord):
+        for attempt in read_jsonl(
+            run_dir.stage_dir(stage) / "attempts.jsonl", AttemptRecord, live=live
+        ):
             if attempt.split == split.name and not attempt.valid:
-                failures.setdefault(attempt.question_id, Counter())[_first_failure(attempt)] += 1
-    covered: Counter[str] = Counter()
-    causes: Counter[str] = Counter()
+                failures.setdefault(attempt.question_id, Counter())[first_failure(attempt)] += 1
+    found = []
     for example in split.examples:
-        source = source_of.get(example.question_id)
-        if example.question_id in quarantine:  # kept out of training data, even a seed
-            causes[f"quarantined: {quarantine[example.question_id]}"] += 1
+        qid = example.question_id
+        source = source_of.get(qid)
+        if qid in quarantine:  # kept out of training data, even a seed
+            found.append(QuestionCoverage(question_id=qid, cause=f"quarantined: {quarantine[qid]}"))
         elif source is not None:
-            covered[source] += 1
+            found.append(QuestionCoverage(question_id=qid, source=source))
         elif not split.has_database(example.db_id):
-            causes["no database"] += 1
-        elif example.question_id in failures:
-            check = failures[example.question_id].most_common(1)[0][0]
-            causes[f"every sample invalid: {check}"] += 1
+            found.append(QuestionCoverage(question_id=qid, cause="no database"))
+        elif qid in failures:
+            check = failures[qid].most_common(1)[0][0]
+            found.append(QuestionCoverage(question_id=qid, cause=f"every sample invalid: {check}"))
         else:
-            causes["not attempted"] += 1
+            found.append(QuestionCoverage(question_id=qid, cause="not attempted"))
+    return found
+
+
+def coverage_table(run_dir: RunDir, split: BirdSplit, *, live: bool = False) -> CoverageTable:
+    """Count, over every example of `split`, what covers it or why nothing does."""
+    found = question_coverage(run_dir, split, live=live)
+    covered = Counter(item.source for item in found if item.source is not None)
+    causes = Counter(item.cause for item in found if item.cause is not None)
     return CoverageTable(
         split=split.name,
         examples=len(split.examples),

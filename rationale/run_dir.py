@@ -113,6 +113,7 @@ def read_jsonl(
     repair: bool = True,
     what: str = "",
     advice: str = "the file is corrupt: delete the run directory's stage folder to start over",
+    live: bool = False,
 ) -> list[Record]:
     """Records of `path` (none if it is absent), repaired from what a kill or a race leaves.
 
@@ -121,7 +122,8 @@ def read_jsonl(
     `key`, a record whose key repeats an earlier one (two writers, or a crash between a write
     and its bookkeeping) is dropped and the file rewritten, the first kept. A bad line
     elsewhere is corruption: `RecordFileError` naming file and line, `what` a record should
-    be, and `advice`.
+    be, and `advice`. A `live` read (of a run another process may be writing) changes
+    nothing: a last line still being written is left out, a repeated key skipped.
     """
     if not path.exists():
         return []
@@ -135,6 +137,8 @@ def read_jsonl(
         try:
             records.append(model.model_validate_json(line))
         except (ValidationError, ValueError) as error:
+            if live and is_last and not raw.endswith(b"\n"):
+                break  # being written now
             if repair and is_last and not raw.endswith(b"\n"):
                 # the kill cut the last write short: cut it off, keeping the rest's bytes
                 with path.open("r+b") as handle:
@@ -151,7 +155,8 @@ def read_jsonl(
             first.setdefault(key(record), record)
         if len(first) != len(records):
             records = list(first.values())
-            rewrite_jsonl(path, records)
+            if not live:
+                rewrite_jsonl(path, records)
     return records
 
 

@@ -21,6 +21,7 @@ from rationale.cli import (
     seed,
     train,
     validate,
+    view,
 )
 from rationale.cli.models import models_app
 
@@ -54,4 +55,5 @@ app.command("report")(report.command)
 app.command("decompose")(decompose.command)
 app.command("validate")(validate.command)
 app.command("generate")(generate.command)
+app.command("view")(view.command)
 app.add_typer(models_app, name="models")

@@ -21,6 +21,7 @@ from rich.markup import escape
 from bird.console import exit_cleanly, table_console
 from bird.data import BirdDataError
 from bird.files import OutputPlaceError
+from rationale.browser.collect import BrowserInputError
 from rationale.config import ConfigError
 from rationale.leakage import DatasetLeakageError
 from rationale.llm import GenerationError
@@ -38,6 +39,7 @@ console = table_console(stderr=True)
 
 INPUT_ERRORS: tuple[type[Exception], ...] = (
     BirdDataError,
+    BrowserInputError,
     ConfigError,
     DatasetLeakageError,
     InputError,

@@ -47,7 +47,7 @@ COMMON_KEYS = frozenset({
     "data", "kind", "out", "output", "input", "predictions", "seeds", "bootstrap",
     "backend", "model", "base_urls", "device", "batch_size", "tokenizer", "recipe",
     "db_ids", "limit", "iterations", "samples", "shots", "mode", "n", "questions", "compare",
-    "max_tokens", "temperature", "max_prompt_tokens",
+    "max_tokens", "temperature", "max_prompt_tokens", "run", "results",
 })  # fmt: skip
 ONE_SCREEN = 7  # a command with at most this many keys shows them all
 
