@@ -118,6 +118,13 @@ def _commands(tmp: Path, place: Path) -> dict[tuple[str, str], list[str]]:
             "--output",
             str(place / "out.jsonl"),
         ],
+        ("rationale", "view"): [
+            "view",
+            "--input",
+            str(rationales),
+            "--out",
+            str(place / "page.html"),
+        ],
         ("rationale", "models"): ["models", "prepare-tiny", "--force", "--cache-dir", str(place)],
         ("bird", "evaluate"): [
             "evaluate",

@@ -68,10 +68,24 @@ def run_train_split(run_dir: RunDir) -> BirdSplit:
     )
 
 
-def _steps(rationale: Rationale) -> list[StepView]:
+def _explanations_agree(report: ValidationReport | None) -> bool:
+    """The validation report already found every explanation in agreement with its SQL."""
+    if report is None:
+        return False
+    try:
+        return report.outcome("explanation_agrees").passed
+    except KeyError:  # a report from before the check existed
+        return False
+
+
+def _steps(rationale: Rationale, report: ValidationReport | None = None) -> list[StepView]:
+    """The steps and the final query, each with what the explanation check says of its text
+    (checked here unless the validation report already passed it: sqlglot parses every
+    step, the slowest part of a page's build)."""
     flags: dict[str, list[str]] = {}
-    for item in explanation_disagreements(rationale):
-        flags.setdefault(item.step, []).append(item.line())
+    if not _explanations_agree(report):
+        for item in explanation_disagreements(rationale):
+            flags.setdefault(item.step, []).append(item.line())
     views = [
         StepView(
             name=step.name,
@@ -174,7 +188,7 @@ def _accepted_view(
         ]
     return AcceptedView(
         origin=_origin(entry, stage),
-        steps=_steps(entry.rationale),
+        steps=_steps(entry.rationale, accepted.validation if accepted else None),
         checks=checks,
         provenance=_provenance(accepted),
     )
@@ -301,7 +315,8 @@ def collect_predictions(records: Path, data: BirdSplit | None, collected: Collec
     split = _prediction_split(records, data)
     examples = {example.question_id: example for example in split.examples}
     views = []
-    for prediction in read_jsonl(records, Prediction, key=lambda p: p.question_id, live=True):
+    found = read_jsonl(records, Prediction, key=lambda p: p.question_id, live=True)
+    for prediction in sorted(found, key=lambda p: p.position):  # split order, not arrival
         example = examples.get(prediction.question_id)
         if example is None:
             raise BrowserInputError(
@@ -436,7 +451,7 @@ class _RecordReader:
             return  # the first record of a question is the one shown, as a pool reads it
         view.accepted = AcceptedView(
             origin=origin,
-            steps=_steps(rationale),
+            steps=_steps(rationale, record.validation if record else None),
             checks=_checks(record.validation if record else None),
             provenance=_provenance(record),
         )

@@ -95,6 +95,7 @@ class PredictionView(BaseModel):
     q: str
     evidence: str = ""
     gold_sql: str
+    gold: ResultView | None = None
     greedy_sql: str
     voted_sql: str
     ex_greedy: int | None = None  # None: not scored (no split to score against)

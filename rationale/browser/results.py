@@ -61,19 +61,23 @@ def fill_results(
     workers: int,
     progress: ProgressCallback = no_progress,
 ) -> int:
-    """Fill every question's gold and step results; returns how many distinct queries ran."""
+    """Fill every question's gold and step results, and each prediction's gold result;
+    returns how many distinct queries ran."""
     page = collected.page
     gold_requests: list[ExecutionRequest] = []
     gold_of: list[int] = []
     step_requests: dict[tuple[str, str], int] = {}
     step_slots: list[tuple[int, int, int]] = []  # (question, step, request)
-    for position, question in enumerate(page.questions):
+    golds_wanted = [*page.questions, *(p for system in page.systems for p in system.questions)]
+    for position, question in enumerate(golds_wanted):
         db_path = collected.databases.get(f"{question.key.split('/')[0]}/{question.db}")
         if db_path is None or not db_path.is_file():
             continue
         if question.gold_sql:
             gold_requests.append(ExecutionRequest(db_path=db_path, sql=question.gold_sql))
             gold_of.append(position)
+        if position >= len(page.questions):
+            continue  # a prediction: its answers are scored, not shown step by step
         rationale = collected.rationales.get(question.key)
         if rationale is None or question.accepted is None:
             continue
@@ -102,7 +106,7 @@ def fill_results(
             on_result=advance,
         )
     for position, result in zip(gold_of, golds, strict=True):
-        page.questions[position].gold = result_view(result, rows)
+        golds_wanted[position].gold = result_view(result, rows)
     for position, index, request in step_slots:
         accepted = page.questions[position].accepted
         assert accepted is not None

@@ -184,6 +184,49 @@ def test_outputs_say_what_limits_their_numbers_and_cards_tell_the_truth(demo_run
 
 
 @pytest.mark.slow
+def test_the_page_of_the_run_shows_every_question_and_each_students_answers(
+    demo_run: Path, browser: Any, tmp_path: Path
+) -> None:
+    """`rationale view` over the finished run, in headless Chromium: the train split's
+    questions, one tab per prediction folder, and EX as `bird evaluate` scores the official
+    prediction file."""
+    page = tmp_path / "demo.html"
+    result = subprocess.run(
+        [*RATIONALE, "view", "--run", str(demo_run), "--out", str(page)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    browser.open(page)
+    assert browser.errors() == [] and browser.requests() == [page.resolve().as_uri()]
+    train = load_split(RunDir(demo_run).stored_config("seed")["data"])
+    assert browser.text("#count") == f"{len(train.examples)} questions"
+    assert browser.listed() == [f"train/{e.question_id}" for e in train.examples]
+    tabs = browser.run(
+        "return [...document.querySelectorAll('#tabs button')].map(b => b.dataset.view)"
+    )
+    systems = sorted(path.parent.name for path in demo_run.glob("predict/*/predictions.jsonl"))
+    assert tabs == ["rationales", *(f"s-{name}" for name in systems)] and systems
+    for name in systems:
+        folder = demo_run / "predict" / name
+        browser.run(f"document.querySelector('#tabs button[data-view=\"s-{name}\"]').click()")
+        records = [
+            json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()
+        ]
+        assert sorted(browser.listed()) == sorted(f"dev/{r['question_id']}" for r in records)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        official = evaluate(load_split(manifest["settings"]["data"]), folder / "predict_dev.json")
+        right = sorted(f"dev/{q.question_id}" for q in official.questions if q.ex)
+        browser.choose("f-voted", "right")
+        assert sorted(browser.listed()) == right
+        browser.run("document.getElementById('f-clear').click()")
+        broken = [r for r in records if (r.get("steps") or {}).get("first_failure")]
+        if broken:  # a CoT answer whose steps break: the page names the step
+            key = f"dev/{broken[0]['question_id']}"
+            browser.run(f"document.querySelector('#rows tr[data-key=\"{key}\"]').click()")
+            assert broken[0]["steps"]["first_failure"] in browser.text("#first-failure")
+
+
+@pytest.mark.slow
 def test_a_second_run_skips_and_a_changed_section_reruns_what_follows(demo_run: Path) -> None:
     before = _artifacts(demo_run)
     again = _run(demo_run)

@@ -312,9 +312,9 @@ function predictionDetail(p, system) {
     h("div", { class: "muted", text: `${p.key} · ${p.db}${p.difficulty ? " · " + p.difficulty : ""} · ${system.name}` }),
     h("div", { class: "question", text: p.q }),
     p.evidence ? h("div", { class: "evidence", text: "Evidence: " + p.evidence }) : null,
-    h("h3", {}, "Gold SQL"), sqlBlock(p.gold_sql),
+    h("h3", {}, "Gold SQL"), sqlBlock(p.gold_sql), resultTable(p.gold),
     h("h3", {}, "Greedy answer ", exBadge(p.ex_greedy)), sqlBlock(p.greedy_sql || "(no SQL in the answer)"),
-    p.first_failure ? h("div", { class: "flag", id: "first-failure", text: "first failing step: " + p.first_failure }) : null,
+    p.first_failure ? h("div", { class: "flag", id: "first-failure", text: "the reasoning breaks at " + p.first_failure }) : null,
     h("h3", {}, "Voted answer ", exBadge(p.ex_voted)), sqlBlock(p.voted_sql || "(no SQL)"),
   ];
   if (p.candidates.length > 1 || (p.candidates[0] && p.candidates[0].text)) {

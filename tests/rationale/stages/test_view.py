@@ -236,3 +236,68 @@ def test_record_text_is_shown_as_text_and_fetches_nothing(browser: Any, tmp_path
     assert HOSTILE in browser.text("#detail article[data-step='step1'] .explanation")
     assert browser.requests() == [page.resolve().as_uri()]
     assert browser.errors() == []
+
+
+# --- what a user meets without a browser ------------------------------------------------
+
+
+def _invoke(*args: str) -> tuple[int, list[str]]:
+    from typer.testing import CliRunner
+
+    from rationale.cli import app
+
+    result = CliRunner().invoke(app, ["view", *args], terminal_width=400)
+    return result.exit_code, [line for line in result.output.splitlines() if line.strip()]
+
+
+def test_bad_inputs_are_one_line_naming_the_file_and_what_to_do(tmp_path: Path) -> None:
+    code, lines = _invoke("--out", str(tmp_path / "page.html"))
+    assert code == 2 and lines == ["error: give either --run DIR or --input FILE.jsonl"]
+
+    code, lines = _invoke("--input", str(tmp_path / "absent.jsonl"))
+    assert code == 2 and len(lines) == 1 and "absent.jsonl: no such file" in lines[0]
+
+    broken = tmp_path / "broken.jsonl"
+    demo_seeds = Path(__file__).resolve().parents[3] / "bird" / "demo" / "seeds.jsonl"
+    broken.write_text(demo_seeds.read_text().splitlines()[0] + "\n{not json\n")
+    code, lines = _invoke("--input", str(broken), "--no-results")
+    assert code == 2 and len(lines) == 1 and f"{broken}:2:" in lines[0], lines
+
+    prediction = {
+        "question_id": 3, "db_id": "x", "position": 3, "candidates": [], "chosen": 0,
+        "votes": {}, "sql": "SELECT 1", "greedy_sql": "SELECT 1",
+    }  # fmt: skip
+    loose = tmp_path / "predictions.jsonl"  # no manifest.json beside it
+    loose.write_text(json.dumps(prediction) + "\n")
+    code, lines = _invoke("--input", str(loose))
+    assert code == 2 and len(lines) == 1 and "give --data" in lines[0], lines
+
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    code, lines = _invoke("--run", str(empty_run))
+    assert code == 2 and len(lines) == 1 and "records no train split" in lines[0], lines
+    assert not (tmp_path / "page.html").exists() and list(empty_run.iterdir()) == []
+
+
+def test_viewing_a_run_being_written_changes_none_of_its_files(tmp_path: Path) -> None:
+    """A run another process is appending to: the line still being written is left out,
+    and nothing of the run is rewritten (the page goes where --out says)."""
+    run = RunDir(tmp_path / "run")
+    run_seed(SeedConfig(data="demo:train", seeds="demo:seeds", workers=1), run)
+    pool = run.pool_path(0)
+    entries = read_jsonl(pool, PoolEntry)
+    # a duplicate key and a half-written last line: what a writer in progress can leave
+    pool.write_bytes(pool.read_bytes() + entries[0].model_dump_json().encode() + b"\n{\"split\"")
+    before = {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file()}
+    page = tmp_path / "page.html"
+    code, lines = _invoke("--run", str(run.root), "--out", str(page), "--no-results")
+    assert code == 0, lines
+    assert {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file()} == before
+    assert f"{len(load_split(load_split_dir('demo:train')).examples)} questions" in lines[0]
+    assert f"({len(entries)} covered)" in lines[0]
+
+
+def load_split_dir(name: str) -> Path:
+    from bird.data import split_dir_path
+
+    return split_dir_path(name)
