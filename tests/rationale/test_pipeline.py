@@ -215,10 +215,16 @@ def test_the_page_of_the_run_shows_every_question_and_each_students_answers(
         assert sorted(browser.listed()) == sorted(f"dev/{r['question_id']}" for r in records)
         manifest = json.loads((folder / "manifest.json").read_text())
         official = evaluate(load_split(manifest["settings"]["data"]), folder / "predict_dev.json")
-        right = sorted(f"dev/{q.question_id}" for q in official.questions if q.ex)
-        browser.choose("f-voted", "right")
-        assert sorted(browser.listed()) == right
-        browser.run("document.getElementById('f-clear').click()")
+        offered = browser.run(
+            "return [...document.getElementById('f-voted').options].map(o => o.value)"
+        )
+        for outcome, ex in (("right", 1), ("wrong", 0)):
+            expected = sorted(f"dev/{q.question_id}" for q in official.questions if q.ex == ex)
+            assert (outcome in offered) == bool(expected)  # a filter offers what occurs
+            if expected:
+                browser.choose("f-voted", outcome)
+                assert sorted(browser.listed()) == expected
+            browser.run("document.getElementById('f-clear').click()")
         broken = [r for r in records if (r.get("steps") or {}).get("first_failure")]
         if broken:  # a CoT answer whose steps break: the page names the step
             key = f"dev/{broken[0]['question_id']}"

@@ -287,7 +287,7 @@ def test_viewing_a_run_being_written_changes_none_of_its_files(tmp_path: Path) -
     pool = run.pool_path(0)
     entries = read_jsonl(pool, PoolEntry)
     # a duplicate key and a half-written last line: what a writer in progress can leave
-    pool.write_bytes(pool.read_bytes() + entries[0].model_dump_json().encode() + b"\n{\"split\"")
+    pool.write_bytes(pool.read_bytes() + entries[0].model_dump_json().encode() + b'\n{"split"')
     before = {p: p.read_bytes() for p in run.root.rglob("*") if p.is_file()}
     page = tmp_path / "page.html"
     code, lines = _invoke("--run", str(run.root), "--out", str(page), "--no-results")
