@@ -17,6 +17,7 @@ from rationale.cli import (
     generate,
     predict,
     report,
+    reward,
     run,
     seed,
     train,
@@ -55,5 +56,6 @@ app.command("report")(report.command)
 app.command("decompose")(decompose.command)
 app.command("validate")(validate.command)
 app.command("generate")(generate.command)
+app.command("reward")(reward.command)
 app.command("view")(view.command)
 app.add_typer(models_app, name="models")

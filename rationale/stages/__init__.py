@@ -30,6 +30,7 @@ from rationale.stages import (
     generate,
     predict,
     report,
+    reward,
     seed,
     validate,
 )
@@ -56,4 +57,5 @@ TOOLS: tuple[Stage, ...] = (
     Stage(generate.NAME, generate.GenerateConfig, generate.run, in_run_dir=False),
     Stage(predict.NAME, predict.PredictConfig, predict.run, in_run_dir=False),
     Stage(report.NAME, report.ReportConfig, report.run, in_run_dir=False),
+    Stage(reward.NAME, reward.RewardConfig, reward.run, in_run_dir=False),
 )
