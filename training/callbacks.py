@@ -15,6 +15,19 @@ from typing import IO, Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 
+def reward_means(logs: dict[str, float]) -> dict[str, float]:
+    """GRPO's logged rewards: "total" (the weighted sum's mean) and each reward function's
+    mean by its name ("execution" for `execution_reward`)."""
+    found = {}
+    if "reward" in logs:
+        found["total"] = float(logs["reward"])
+    for key, value in logs.items():
+        if key.startswith("rewards/") and key.endswith("/mean"):
+            name = key.removeprefix("rewards/").removesuffix("/mean").removesuffix("_reward")
+            found[name] = float(value)
+    return found
+
+
 def format_duration(seconds: float) -> str:
     """`1:02:03` or `2:03`: short enough for a progress line."""
     seconds = max(0, round(seconds))
@@ -35,6 +48,7 @@ class ProgressCallback(TrainerCallback):
         self._last_print = 0.0
         self._loss: float | None = None
         self._learning_rate: float | None = None
+        self._rewards: dict[str, float] = {}  # GRPO: the mean total and each component
         self._pending = False
         self._last_eval: tuple[int, float] | None = None
 
@@ -66,6 +80,7 @@ class ProgressCallback(TrainerCallback):
             self._loss = logs["loss"]
         if "learning_rate" in logs:
             self._learning_rate = logs["learning_rate"]
+        self._rewards.update(reward_means(logs))
         if "eval_loss" in logs and self._last_eval != (state.global_step, logs["eval_loss"]):
             # the final evaluation of an unchanged model repeats the last one: said once
             self._last_eval = (state.global_step, logs["eval_loss"])
@@ -112,6 +127,10 @@ class ProgressCallback(TrainerCallback):
             parts.append(f"loss {self._loss:.4f}")
         if self._learning_rate is not None:
             parts.append(f"lr {self._learning_rate:.2e}")
+        if self._rewards:
+            parts.append(
+                "reward " + " ".join(f"{name} {value:.3f}" for name, value in self._rewards.items())
+            )
         tokens = state.num_input_tokens_seen - self._start_tokens
         if tokens and elapsed > 0:
             parts.append(f"{tokens / elapsed:,.0f} tok/s")

@@ -25,6 +25,9 @@ PURPOSES = {
     "student-nocot": "a text-to-SQL student: given a question, its evidence and the schema, "
     "it writes the SQL answer in a ```sql block; `rationale predict --kind nocot --model DIR` "
     "asks it",
+    "grpo": "a chain-of-thought text-to-SQL student trained further by reinforcement learning "
+    "(GRPO): its sampled answers were scored by executing them against the gold query; "
+    "`rationale predict --kind cot --model DIR` asks it",
 }
 
 
@@ -70,7 +73,13 @@ def model_card(manifest: TrainingManifest) -> str:
     metadata: dict[str, Any] = {
         "library_name": "transformers",
         "pipeline_tag": "text-generation",
-        "tags": ["text-to-sql", "sql-rationale", *([kind] if kind else []), "trl", "sft"],
+        "tags": [
+            "text-to-sql",
+            "sql-rationale",
+            *([kind] if kind else []),
+            "trl",
+            manifest.trainer,
+        ],
     }
     if not base_is_folder:
         metadata["base_model"] = manifest.base_model
@@ -112,6 +121,18 @@ def model_card(manifest: TrainingManifest) -> str:
         + ("" if learned is not False else " (it did not go down)")
         + " |",
     ]
+    total = manifest.reward_curves.get("total")
+    if total:
+        components = ", ".join(
+            f"{name} {points[0].mean:.3f} -> {points[-1].mean:.3f}"
+            for name, points in manifest.reward_curves.items()
+            if name != "total"
+        )
+        lines.append(
+            f"| GRPO reward (mean per step) | {total[0].mean:.3f} -> {total[-1].mean:.3f}"
+            + (f" ({components})" if components else "")
+            + " |"
+        )
     if manifest.stopped_early and manifest.best_step is not None:
         lines.append(
             f"| early stopping | kept step {manifest.best_step}, the lowest validation loss |"

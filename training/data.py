@@ -10,7 +10,9 @@ Accepted forms of `--dataset PATH`, tried in this order:
 
 Only forms 1 knows its kind; for the others the recipe's `dataset_kind` cannot be checked.
 Records are in TRL's conversational prompt/completion form: `prompt` a list of
-`{"role", "content"}` messages, `completion` a list with one assistant message.
+`{"role", "content"}` messages, `completion` a list with one assistant message. GRPO data
+(`trainer: grpo`) holds prompts only, with every other column kept: TRL hands them to the
+reward functions.
 """
 
 from __future__ import annotations
@@ -123,19 +125,27 @@ def _check_messages(value: Any, column: str, roles: set[str]) -> str | None:
     return None
 
 
-def check_records(dataset: Dataset, split: str, path: Path) -> None:
+def check_records(dataset: Dataset, split: str, path: Path, trainer: str = "sft") -> None:
     """Refuse data TRL would misread (not prompt/completion chats) or must not train on."""
-    missing = [column for column in ("prompt", "completion") if column not in dataset.column_names]
+    needed = ("prompt",) if trainer == "grpo" else ("prompt", "completion")
+    missing = [column for column in needed if column not in dataset.column_names]
     if missing:
         raise TrainingInputError(
             f"dataset {path} split {split!r} lacks column(s) {', '.join(missing)}: records need "
-            "a 'prompt' (system and user messages) and a 'completion' (one assistant message)"
+            + (
+                "a 'prompt' (system and user messages) and the columns the rewards read "
+                "(rationale export --kind grpo writes them)"
+                if trainer == "grpo"
+                else "a 'prompt' (system and user messages) and a 'completion' (one "
+                "assistant message)"
+            )
         )
     if len(dataset) == 0:
         raise TrainingInputError(f"dataset {path} split {split!r} is empty")
     first = dataset[0]
     problem = _check_messages(first["prompt"], "prompt", {"system", "user", "assistant"})
-    problem = problem or _check_messages(first["completion"], "completion", {"assistant"})
+    if trainer != "grpo":
+        problem = problem or _check_messages(first["completion"], "completion", {"assistant"})
     if problem:
         raise TrainingInputError(f"dataset {path} split {split!r}: {problem} (first record)")
     if "split" in dataset.column_names:
@@ -148,8 +158,8 @@ def check_records(dataset: Dataset, split: str, path: Path) -> None:
             )
 
 
-def load_training_data(path: str | Path) -> TrainingData:
-    """Load a dataset in any accepted form (see the module docstring)."""
+def load_training_data(path: str | Path, trainer: str = "sft") -> TrainingData:
+    """Load a dataset in any accepted form (see the module docstring) for `trainer`."""
     root = Path(path).expanduser()
     if not root.exists():
         raise TrainingInputError(f"dataset {root} does not exist")
@@ -180,16 +190,15 @@ def load_training_data(path: str | Path) -> TrainingData:
             f"dataset {root} has no {TRAIN_SPLIT!r} split (it has: {', '.join(sorted(splits))})"
         )
     for split, dataset in splits.items():
-        check_records(dataset, split, root)
-    keep = ["prompt", "completion"]
-    train = splits[TRAIN_SPLIT].select_columns(keep)
+        check_records(dataset, split, root, trainer)
+    train = splits[TRAIN_SPLIT]
     validation = splits.get(VALIDATION_SPLIT)
+    if trainer != "grpo":  # SFT reads these two; GRPO's rewards read the rest
+        keep = ["prompt", "completion"]
+        train = train.select_columns(keep)
+        validation = validation.select_columns(keep) if validation is not None else None
     return TrainingData(
-        path=root,
-        kind=kind,
-        fingerprint=fingerprint,
-        train=train,
-        validation=validation.select_columns(keep) if validation is not None else None,
+        path=root, kind=kind, fingerprint=fingerprint, train=train, validation=validation
     )
 
 

@@ -14,3 +14,9 @@ class TrainingInputError(ValueError):
 class TrainingFailed(RuntimeError):
     """A training process ended with an error that is not the user's input (out of memory, a
     crash, a killed worker). The message is one line with the cause and the log file."""
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

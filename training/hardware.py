@@ -77,8 +77,11 @@ def detect_hardware(force_cpu: bool = False) -> Hardware:
     return Hardware("cpu", bf16, f"CPU, {threads} threads, {note}")
 
 
-def hardware_defaults(hardware: Hardware, explicit: dict[str, Any]) -> dict[str, Any]:
-    """The values this machine calls for, for the keys the recipe does not set."""
+def hardware_defaults(
+    hardware: Hardware, explicit: dict[str, Any], *, batching: bool = True
+) -> dict[str, Any]:
+    """The values this machine calls for, for the keys the recipe does not set (`batching`:
+    also how SFT batches; GRPO batches its sampled answers itself)."""
     decided: dict[str, Any] = {}
     if hardware.accelerator == "cpu" and "use_cpu" not in explicit:
         decided["use_cpu"] = True
@@ -87,6 +90,6 @@ def hardware_defaults(hardware: Hardware, explicit: dict[str, Any]) -> dict[str,
     # transformers 5 renamed gradient_checkpointing (TRL's default: on) to this key.
     if not {"activation_checkpointing", "gradient_checkpointing"} & explicit.keys():
         decided["activation_checkpointing"] = hardware.accelerator == "cuda"
-    if not BATCHING_KEYS & explicit.keys():
+    if batching and not BATCHING_KEYS & explicit.keys():
         decided.update(default_batching(hardware.accelerator))
     return decided

@@ -4,7 +4,8 @@ A model trained inside the process that runs the pipeline keeps its GPU memory u
 process ends (the next vLLM step then refuses to start), and with several GPUs visible
 transformers falls back to `nn.DataParallel`. So every run is a child:
 
-- one process: `python -m training.sft ...` (one device, or the CPU);
+- one process: `python -m training.sft ...` (one device, or the CPU; `training.grpo` for a
+  recipe with `trainer: grpo`, here and below);
 - several: `python -m accelerate.commands.launch --config_file CFG --num_processes N -m
   training.sft ...`, one process per GPU (DDP, DeepSpeed or FSDP as the recipe's
   `accelerate_config` says; `ddp` when it names none). On a CPU, N processes run DDP over
@@ -67,7 +68,7 @@ class LaunchPlan:
 
     def describe(self) -> str:
         if self.accelerate_config is None:
-            return "1 process (python -m training.sft)"
+            return f"1 process ({self.env.get(LAUNCH_ENV, 'python -m training.sft')})"
         return (
             f"{self.num_processes} process{'es' if self.num_processes > 1 else ''} "
             f"(accelerate launch, {self.accelerate_config.name})"
@@ -114,8 +115,10 @@ def plan_launch(
     accelerate_config: str | None,
     on_gpu: bool,
     gpu_count: int,
+    trainer: str = "sft",
 ) -> LaunchPlan:
-    """The command that trains `recipe_path` with `child_values` over the file's keys."""
+    """The command that trains `recipe_path` with `child_values` over the file's keys, in
+    the entry point of its `trainer` (training.sft or training.grpo)."""
     default = max(gpu_count, 1) if on_gpu else 1
     processes = default if num_processes is None else num_processes
     if processes < 1:
@@ -129,7 +132,8 @@ def plan_launch(
     if accelerate_config is not None or processes > 1:
         config_path = find_accelerate_config(accelerate_config or "ddp")
     overrides = json.dumps({k: plain_value(v) for k, v in child_values.items()})
-    entry = ["-m", "training.sft", "--config", str(recipe_path), OVERRIDES_FLAG, overrides]
+    module = f"training.{trainer}"
+    entry = ["-m", module, "--config", str(recipe_path), OVERRIDES_FLAG, overrides]
     env = {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
@@ -138,7 +142,7 @@ def plan_launch(
     }
     if config_path is None:
         command = [sys.executable, *entry]
-        env[LAUNCH_ENV] = "python -m training.sft"
+        env[LAUNCH_ENV] = f"python -m {module}"
     else:
         command = [
             sys.executable, "-m", "accelerate.commands.launch",
@@ -302,6 +306,7 @@ def launch(
         accelerate_config=options.accelerate_config,
         on_gpu=on_gpu,
         gpu_count=visible_gpu_count() if on_gpu else 0,
+        trainer=run.recipe.trainer,
     )
     say(f"launching {plan.describe()}; log: {plan.log_path}")
     run_child(plan, say)

@@ -40,6 +40,15 @@ class LossPoint(BaseModel):
     loss: float
 
 
+class RewardPoint(BaseModel):
+    """One logged GRPO reward: the mean over that step's sampled answers."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int
+    mean: float
+
+
 class TrainingManifest(BaseModel):
     """One finished training run. Losses are per completion token (prompt tokens masked).
 
@@ -78,6 +87,9 @@ class TrainingManifest(BaseModel):
     eval_losses: list[LossPoint] = []  # validation loss by step (the learning curve)
     best_step: int | None = None  # with early stopping: the step of the model kept
     stopped_early: bool = False  # ended before max_steps / num_train_epochs
+    trainer: str = "sft"  # the recipe's trainer: sft or grpo
+    # grpo: "total" (the weighted sum) and each reward function, by step
+    reward_curves: dict[str, list[RewardPoint]] = {}
 
 
 def package_versions() -> dict[str, str]:

@@ -26,9 +26,11 @@ import yaml
 from training.errors import TrainingInputError
 
 if TYPE_CHECKING:
-    from trl import ModelConfig, SFTConfig
+    from trl import GRPOConfig, ModelConfig, SFTConfig
 
-DATASET_KINDS = ("rationalizer", "student-cot", "student-nocot")
+DATASET_KINDS = ("rationalizer", "student-cot", "student-nocot", "grpo")
+# The recipe key `trainer` picks TRL's trainer, its config class and the entry point.
+TRAINERS = ("sft", "grpo")
 SAVE_DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 # Keys a re-run on an existing output directory may change: they stop, log, evaluate or save
@@ -64,6 +66,22 @@ class RecipeOptions:
         metadata={
             "help": "An exported dataset folder (export.json + hf/), a datasets save_to_disk "
             "folder, or a .jsonl / .parquet file of prompt/completion records."
+        },
+    )
+    trainer: str = field(
+        default="sft",
+        metadata={
+            "help": "sft: supervised fine-tuning on prompt/completion records (training.sft); "
+            "grpo: reinforcement learning on prompts, answers sampled and scored by "
+            "reward_funcs (training.grpo). Set it in the recipe file."
+        },
+    )
+    reward_funcs: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "grpo: the reward functions, as import paths module:function with TRL's "
+            "signature f(prompts, completions, **columns) -> list[float]; reward_weights "
+            "weighs them in this order."
         },
     )
     dataset_kind: str | None = field(
@@ -154,23 +172,40 @@ class Recipe:
     source: Path
     values: dict[str, Any]
     decided: dict[str, Any]
-    sft: SFTConfig
+    args: SFTConfig | GRPOConfig  # the trainer's config (recipe key `trainer`)
     model: ModelConfig
     options: RecipeOptions
 
+    @property
+    def trainer(self) -> str:
+        return self.options.trainer
+
+
+def trainer_of(values: Mapping[str, Any], where: str) -> str:
+    """The recipe's `trainer` (sft unless it says grpo)."""
+    trainer = str(values.get("trainer") or "sft")
+    if trainer not in TRAINERS:
+        raise TrainingInputError(
+            f"{where}: trainer {trainer!r} is not one of {', '.join(TRAINERS)}"
+        )
+    return trainer
+
 
 class _RecipeParser:
-    """TRL's argument parser over SFTConfig, ModelConfig and RecipeOptions, whose argparse
-    errors become TrainingInputError instead of a usage dump and SystemExit."""
+    """TRL's argument parser over the trainer's config (SFTConfig or GRPOConfig),
+    ModelConfig and RecipeOptions, whose argparse errors become TrainingInputError instead
+    of a usage dump and SystemExit."""
 
-    def __init__(self) -> None:
-        from trl import ModelConfig, SFTConfig, TrlParser
+    def __init__(self, trainer: str = "sft") -> None:
+        from trl import GRPOConfig, ModelConfig, SFTConfig, TrlParser
 
         class _Parser(TrlParser):
             def error(self, message: str) -> NoReturn:
                 raise TrainingInputError(f"bad command-line value: {message}")
 
-        self.dataclass_types = (SFTConfig, ModelConfig, RecipeOptions)
+        config = GRPOConfig if trainer == "grpo" else SFTConfig
+        self.trainer = trainer
+        self.dataclass_types = (config, ModelConfig, RecipeOptions)
         self.parser = _Parser(self.dataclass_types, allow_abbrev=False)
         self.actions: dict[str, argparse.Action] = {
             action.dest: action for action in self.parser._actions if action.dest != "help"
@@ -195,9 +230,11 @@ class _RecipeParser:
                 f"{getattr(converter, '__name__', 'value')} ({error})"
             ) from error
 
-    def build(self, values: dict[str, Any]) -> tuple[SFTConfig, ModelConfig, RecipeOptions]:
-        sft, model, options = self.parser.parse_dict(values)
-        return sft, model, options
+    def build(
+        self, values: dict[str, Any]
+    ) -> tuple[SFTConfig | GRPOConfig, ModelConfig, RecipeOptions]:
+        args, model, options = self.parser.parse_dict(values)
+        return args, model, options
 
 
 def _known_key_hint(unknown: str, known: list[str]) -> str:
@@ -205,12 +242,15 @@ def _known_key_hint(unknown: str, known: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _unknown_keys_error(unknown: list[str], known: list[str], where: str) -> TrainingInputError:
+def _unknown_keys_error(
+    unknown: list[str], known: list[str], where: str, trainer: str = "sft"
+) -> TrainingInputError:
     named = ", ".join(f"{key!r}{_known_key_hint(key, known)}" for key in unknown)
     plural = "s" if len(unknown) > 1 else ""
     ours = ", ".join(option.name for option in dataclasses.fields(RecipeOptions))
+    config = "GRPOConfig" if trainer == "grpo" else "SFTConfig"
     return TrainingInputError(
-        f"unknown recipe key{plural} {named} in {where}: not a TRL SFTConfig or ModelConfig "
+        f"unknown recipe key{plural} {named} in {where}: not a TRL {config} or ModelConfig "
         f"key, nor one of this project's ({ours})"
     )
 
@@ -219,14 +259,16 @@ def check_recipe_keys(path: Path, overrides: Mapping[str, Any], where: str) -> N
     """Refuse a recipe file or overrides (named `where`) holding a key no part of a recipe
     knows, with the closest known key: cheap enough to run when a pipeline is built, so a
     misspelling fails then and not when its training step starts."""
-    parser = _RecipeParser()
+    raw = read_recipe_file(path)
+    trainer = trainer_of({**raw, **overrides}, str(path))
+    parser = _RecipeParser(trainer)
     known = sorted(parser.actions)
-    unknown_in_file = [key for key in read_recipe_file(path) if key not in parser.actions]
+    unknown_in_file = [key for key in raw if key not in parser.actions]
     if unknown_in_file:
-        raise _unknown_keys_error(unknown_in_file, known, str(path))
+        raise _unknown_keys_error(unknown_in_file, known, str(path), trainer)
     unknown = [key for key in overrides if key not in parser.actions]
     if unknown:
-        raise _unknown_keys_error(unknown, known, where)
+        raise _unknown_keys_error(unknown, known, where, trainer)
 
 
 def shipped_recipes() -> dict[str, Path]:
@@ -313,12 +355,13 @@ def parse_recipe_args(argv: list[str], overrides: Mapping[str, Any] | None = Non
     config, flags_and_values = split_config_argument(argv)
     path = find_recipe(config)
     raw = read_recipe_file(path)
-    parser = _RecipeParser()
+    trainer = trainer_of({**raw, **(overrides or {})}, f"recipe {path}")
+    parser = _RecipeParser(trainer)
     known = sorted(parser.actions)
 
     unknown = [key for key in raw if key not in parser.actions]
     if unknown:
-        raise _unknown_keys_error(unknown, known, str(path))
+        raise _unknown_keys_error(unknown, known, str(path), trainer)
     file_values = {key: parser.typed(key, value, f"recipe {path}") for key, value in raw.items()}
 
     flags = [token.partition("=")[0] for token in flags_and_values if token.startswith("--")]
@@ -328,6 +371,7 @@ def parse_recipe_args(argv: list[str], overrides: Mapping[str, Any] | None = Non
             [flag.removeprefix("--").replace("-", "_") for flag in unknown_flags],
             known,
             "the command line",
+            trainer,
         )
     parser.parser.set_defaults_with_config(**file_values)
     namespace, remaining = parser.parser.parse_known_args(flags_and_values)
@@ -342,7 +386,7 @@ def parse_recipe_args(argv: list[str], overrides: Mapping[str, Any] | None = Non
     given = dict(overrides or {})
     unknown_given = [key for key in given if key not in parser.actions]
     if unknown_given:
-        raise _unknown_keys_error(unknown_given, known, "the overrides")
+        raise _unknown_keys_error(unknown_given, known, "the overrides", trainer)
     for key, value in given.items():
         values[key] = parser.typed(key, value, "override")
     return RecipeSource(path=path, values=values, file_values=file_values)
@@ -351,9 +395,9 @@ def parse_recipe_args(argv: list[str], overrides: Mapping[str, Any] | None = Non
 def resolve_recipe(source: RecipeSource, decided: dict[str, Any]) -> Recipe:
     """Build the dataclasses from the explicit keys plus the entry point's decisions."""
     values = {**source.values, **decided}
-    parser = _RecipeParser()
+    parser = _RecipeParser(trainer_of(values, f"recipe {source.path}"))
     try:
-        sft, model, options = parser.build(values)
+        args, model, options = parser.build(values)
     except (TypeError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise TrainingInputError(f"recipe {source.path}: {first_line}") from error
@@ -368,7 +412,7 @@ def resolve_recipe(source: RecipeSource, decided: dict[str, Any]) -> Recipe:
             f"{', '.join(DATASET_KINDS)}"
         )
     return Recipe(
-        source=source.path, values=values, decided=decided, sft=sft, model=model, options=options
+        source=source.path, values=values, decided=decided, args=args, model=model, options=options
     )
 
 
@@ -390,7 +434,7 @@ def recipe_yaml(recipe: Recipe) -> str:
     header = (
         f"# Resolved recipe of this run: the keys of {recipe.source}, command-line overrides,\n"
         "# and the values the entry point chose for this machine and dataset.\n"
-        "# Re-run the same training with: python -m training.sft --config <this file>\n"
+        f"# Re-run it with: python -m training.{recipe.trainer} --config <this file>\n"
     )
     body = yaml.safe_dump(
         {key: plain_value(value) for key, value in recipe.values.items()},

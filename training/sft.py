@@ -29,7 +29,7 @@ from training.batching import check_batching, describe_batching
 from training.callbacks import ProgressCallback, format_duration
 from training.card import write_model_card
 from training.data import TrainingData, check_kind, load_training_data
-from training.errors import TrainingInputError
+from training.errors import TrainingInputError, first_line
 from training.hardware import Hardware, detect_hardware, hardware_defaults
 from training.lora import merge_adapter, remove_adapter
 from training.manifest import (
@@ -51,6 +51,7 @@ from training.recipe import (
     recipe_yaml,
     resolve_recipe,
     split_config_argument,
+    trainer_of,
 )
 from training.resume import (
     last_complete_checkpoint,
@@ -95,11 +96,11 @@ class PreparedRun:
 
     @property
     def output_dir(self) -> Path:
-        return Path(self.recipe.sft.output_dir)
+        return Path(self.recipe.args.output_dir)
 
     @property
     def is_main_process(self) -> bool:
-        return self.recipe.sft.process_index == 0
+        return self.recipe.args.process_index == 0
 
 
 def _quiet_transformers() -> None:
@@ -119,11 +120,6 @@ def _say(line: str) -> None:
     """A progress note on stderr, once per launch rather than once per GPU."""
     if _is_main_process():
         print(f"[train] {line}", file=sys.stderr, flush=True)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def check_model(name: str) -> None:
@@ -182,22 +178,28 @@ def prepare_run(
             resolved = resolve_model(model)
         except Exception as error:  # the resolver belongs to the caller; any failure is input
             raise TrainingInputError(
-                f"cannot resolve model {model!r}: {_first_line(error)}"
+                f"cannot resolve model {model!r}: {first_line(error)}"
             ) from error
         if resolved != model:
             decided["model_name_or_path"] = resolved
             model = resolved
     check_model(model)
 
-    data = load_training_data(dataset_path)
+    trainer = trainer_of(values, f"recipe {source.path}")
+    if trainer == "grpo":  # before any data or model loads, and before a launch
+        from training.rewards import load_reward_functions
+
+        load_reward_functions(values.get("reward_funcs") or [])
+    data = load_training_data(dataset_path, trainer)
     check_kind(values.get("dataset_kind"), data)
 
     hardware = detect_hardware(force_cpu=bool(values.get("use_cpu")))
-    decided.update(hardware_defaults(hardware, values))
-    decided.update(_run_defaults(values, data))
+    decided.update(hardware_defaults(hardware, values, batching=trainer == "sft"))
+    decided.update(_run_defaults(values, data, trainer))
     notes = _eval_notes(values, data)
     decided.update(_master_weight_dtype(values, decided, notes))
-    check_batching({**values, **decided})
+    if trainer == "sft":
+        check_batching({**values, **decided})
     return PreparedRun(resolve_recipe(source, decided), data, hardware, notes, source)
 
 
@@ -235,17 +237,20 @@ def _master_weight_dtype(
     return {"dtype": "float32"}
 
 
-def _run_defaults(values: dict[str, Any], data: TrainingData) -> dict[str, Any]:
+def _run_defaults(
+    values: dict[str, Any], data: TrainingData, trainer: str = "sft"
+) -> dict[str, Any]:
     """Defaults of this entry point that differ from TRL's, for keys the recipe leaves out."""
     decided: dict[str, Any] = {}
-    defaults = {
-        "completion_only_loss": True,  # prompts hold the schema: never train on them
-        "include_num_input_tokens_seen": "non_padding",
+    defaults: dict[str, Any] = {
         "disable_tqdm": True,  # ProgressCallback prints plain lines instead
         # Every parameter of a causal LM takes part in the loss: DDP need not search for
         # unused ones each step (transformers' default without activation checkpointing).
         "ddp_find_unused_parameters": False,
     }
+    if trainer == "sft":
+        defaults["completion_only_loss"] = True  # prompts hold the schema: never train on them
+        defaults["include_num_input_tokens_seen"] = "non_padding"
     for key, value in defaults.items():
         if key not in values:
             decided[key] = value
@@ -309,7 +314,7 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
 
     from training.trainer import MeteredSFTTrainer
 
-    sft, model_config = run.recipe.sft, run.recipe.model
+    sft, model_config = run.recipe.args, run.recipe.model
     patience = run.recipe.options.early_stopping_patience
     if patience is not None:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
@@ -331,7 +336,7 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
         )
     except (OSError, ValueError) as error:
         raise TrainingInputError(
-            f"cannot set up training of {model_config.model_name_or_path}: {_first_line(error)}"
+            f"cannot set up training of {model_config.model_name_or_path}: {first_line(error)}"
         ) from error
     # With tqdm off, transformers prints every log dict to stdout; ProgressCallback says it
     # better on stderr.
@@ -366,7 +371,7 @@ def _truncation(trainer: MeteredSFTTrainer, run: PreparedRun) -> tuple[int | Non
     from training.trainer import token_lengths
 
     dropped = max(0, len(run.data.train) - len(trainer.train_dataset))
-    sft = run.recipe.sft
+    sft = run.recipe.args
     if sft.packing or sft.max_length is None:
         return None, 0 if sft.packing else dropped
     lengths = token_lengths(trainer.train_dataset)
@@ -412,7 +417,7 @@ def train(
         for folder in remove_incomplete_checkpoints(run.output_dir):
             _say(f"removed {folder.name}: a kill left it incomplete")
 
-    sft, data = run.recipe.sft, run.data
+    sft, data = run.recipe.args, run.data
     validation_rows = len(data.validation) if data.validation is not None else 0
     _say(f"recipe {run.recipe.source} -> {run.output_dir}")
     _say(
@@ -537,10 +542,10 @@ def _cast_for_saving(trainer: MeteredSFTTrainer, run: PreparedRun) -> str:
 
     wanted = run.recipe.options.save_dtype
     loaded = str(run.recipe.model.dtype or "auto")
-    if uses_deepspeed(run.recipe.values) or run.recipe.sft.fsdp:
+    if uses_deepspeed(run.recipe.values) or run.recipe.args.fsdp:
         return loaded
     if wanted == "auto":
-        if not (run.recipe.sft.bf16 and loaded == "float32"):
+        if not (run.recipe.args.bf16 and loaded == "float32"):
             return loaded
         wanted = "bfloat16"
     dtypes = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -586,6 +591,9 @@ def summary(manifest: TrainingManifest) -> str:
         parts.append(f"stopped early, kept step {manifest.best_step}")
     if manifest.train_loss_first is not None and manifest.train_loss_final is not None:
         parts.append(f"loss {manifest.train_loss_first:.3f} -> {manifest.train_loss_final:.3f}")
+    total = manifest.reward_curves.get("total")
+    if total:
+        parts.append(f"reward {total[0].mean:.3f} -> {total[-1].mean:.3f}")
     if manifest.eval_loss is not None:
         start = (
             f"{manifest.eval_loss_start:.3f} -> " if manifest.eval_loss_start is not None else ""

@@ -5,6 +5,8 @@
     student-cot     from the CoT dataset (the pool, plus the rationalization model's
                     annotations once they exist): (schema, evidence, question) -> rationale
     student-nocot   the same questions: (schema, evidence, question) -> gold SQL
+    grpo            prompts only, as the CoT student was trained, with what the rewards
+                    execute (`rationale.rewards`): db_id, gold SQL, the database file
 
 The two student datasets hold the same questions, so CoT and no-CoT students are compared
 on equal data. Records are conversational prompt/completion pairs (TRL's format), the
@@ -33,7 +35,7 @@ import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
@@ -57,6 +59,15 @@ from rationale.task_prompt import (
 )
 
 NAME = "export"
+ExportKind = Literal["rationalizer", "student-cot", "student-nocot", "grpo"]
+EXPORT_KINDS: tuple[ExportKind, ...] = get_args(ExportKind)
+
+
+def prompt_kind(kind: ExportKind) -> TaskKind:
+    """The task whose prompts a dataset holds: GRPO asks as the CoT student was trained."""
+    return "student-cot" if kind == "grpo" else kind
+
+
 SOURCES: tuple[RationaleSource, ...] = ("seed", "decompose", "teacher", "rationalizer")
 # where a completion comes from: a rationale's source, or the gold SQL alone
 COMPLETION_SOURCES: tuple[str, ...] = (*SOURCES, "gold")
@@ -67,9 +78,10 @@ class ExportConfig(StageConfig):
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"out"})
 
-    kind: TaskKind = Field(
+    kind: ExportKind = Field(
         description="rationalizer (pool -> rationale), student-cot (question -> rationale + "
-        "SQL) or student-nocot (question -> SQL)."
+        "SQL), student-nocot (question -> SQL) or grpo (CoT prompts with what the rewards "
+        "execute, for reinforcement learning)."
     )
     data: SplitDir | None = Field(
         default=None,
@@ -147,10 +159,10 @@ class ExportConfig(StageConfig):
 
     @model_validator(mode="after")
     def _all_needs_nocot(self) -> ExportConfig:
-        if self.questions == "all" and self.kind != "student-nocot":
+        if self.questions == "all" and self.kind not in ("student-nocot", "grpo"):
             raise ValueError(
-                "questions: all is for kind student-nocot (the other kinds need a rationale, "
-                "which only covered questions have)"
+                "questions: all is for kinds student-nocot and grpo (the other kinds need a "
+                "rationale, which only covered questions have)"
             )
         return self
 
@@ -204,6 +216,24 @@ class DatasetRecord(BaseModel):
     provenance: str  # JSON: what produced the rationale (source, model, iteration, ...)
 
 
+class GrpoRecord(BaseModel):
+    """One prompt to sample answers for, with the columns the rewards read (TRL passes a
+    dataset's columns to reward functions as keyword arguments)."""
+
+    prompt: list[ChatMessage]
+    question_id: int
+    db_id: str
+    split: str
+    source: str
+    provenance: str
+    gold_sql: str
+    db_path: str  # the database file on the machine that exported (absolute)
+    kind: str = "cot"  # how the rewards read an answer
+
+
+ExportRecord = DatasetRecord | GrpoRecord
+
+
 class LengthStats(BaseModel):
     """Token lengths of the completions (the answers a model learns to write)."""
 
@@ -214,7 +244,7 @@ class LengthStats(BaseModel):
 
 
 class ExportReport(BaseModel):
-    kind: TaskKind
+    kind: ExportKind
     out: str
     counts: dict[str, int]  # train, validation, and what was left out and why
     by_source: dict[str, int]
@@ -243,7 +273,7 @@ def _annotations(run_dir: RunDir) -> list[AcceptedRationale]:
     )
 
 
-def dataset_entries(run_dir: RunDir, kind: TaskKind) -> list[DatasetEntry]:
+def dataset_entries(run_dir: RunDir, kind: ExportKind) -> list[DatasetEntry]:
     """(entry, source, provenance JSON) of every covered question the dataset of `kind`
     holds."""
     rows: dict[tuple[str, int], DatasetEntry] = {}
@@ -260,14 +290,15 @@ def dataset_entries(run_dir: RunDir, kind: TaskKind) -> list[DatasetEntry]:
 
 
 def completion_lengths(
-    records: list[DatasetRecord], tokenizer: Any, name: str | None
+    records: list[ExportRecord], tokenizer: Any, name: str | None
 ) -> LengthStats | None:
     """How long the answers are in the model's tokens (prediction fits its limit to them)."""
-    if tokenizer is None or not records:
+    if tokenizer is None or not records or not isinstance(records[0], DatasetRecord):
         return None
     counts = sorted(
         len(tokenizer(record.completion[0].content, add_special_tokens=False)["input_ids"])
         for record in records
+        if isinstance(record, DatasetRecord)
     )
     return LengthStats(
         tokenizer=str(name),
@@ -317,9 +348,9 @@ def build_records(
     entries: list[DatasetEntry],
     prompter: TaskPrompter,
     progress: ProgressCallback,
-) -> tuple[list[DatasetRecord], Counter[str]]:
+) -> tuple[list[ExportRecord], Counter[str]]:
     """The dataset rows, and the count of what was left out, by reason."""
-    records: list[DatasetRecord] = []
+    records: list[ExportRecord] = []
     left_out: Counter[str] = Counter()
     for done, (entry, source, provenance) in enumerate(entries, start=1):
         try:
@@ -340,6 +371,21 @@ def build_records(
         prompt, fits = prompter.fitted(example)
         if not fits:
             left_out["prompt over max_prompt_tokens even with the shortest schema"] += 1
+            continue
+        if config.kind == "grpo":
+            records.append(
+                GrpoRecord(
+                    prompt=prompt.messages,
+                    question_id=example.question_id,
+                    db_id=example.db_id,
+                    split=entry.split,
+                    source=source,
+                    provenance=provenance,
+                    gold_sql=example.sql,
+                    db_path=str(split.database_path(example.db_id).resolve()),
+                )
+            )
+            progress(f"export {config.kind}", done, len(entries), "")
             continue
         completion = completion_text(config.kind, example.sql, entry.rationale)
         records.append(
@@ -391,7 +437,7 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
     )
     tokenizer = load_tokenizer(config.tokenizer) if config.max_prompt_tokens else None
     prompter = TaskPrompter(
-        kind=config.kind,
+        kind=prompt_kind(config.kind),
         split=split,
         tokenizer=tokenizer,
         max_prompt_tokens=config.max_prompt_tokens,
@@ -409,7 +455,7 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
         "validation": [r for r, h in zip(records, held, strict=True) if h],
     }
     out = config.out or run_dir.stage_dir(NAME) / config.kind
-    template = task_template_hash(config.kind)
+    template = task_template_hash(prompt_kind(config.kind))
     report = ExportReport(
         kind=config.kind,
         out=str(out),
@@ -441,7 +487,7 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
 
 def _write(
     out: Path,
-    parts: dict[str, list[DatasetRecord]],
+    parts: dict[str, list[ExportRecord]],
     config: ExportConfig,
     split: BirdSplit,
     report: ExportReport,
@@ -475,7 +521,7 @@ def _write(
             "completion_tokens": (
                 report.completion_tokens.model_dump() if report.completion_tokens else None
             ),
-            "template": TEMPLATES[config.kind][1],
+            "template": TEMPLATES[prompt_kind(config.kind)][1],
             "template_hash": report.template_hash,
             "tokenizer": config.tokenizer,
             "max_prompt_tokens": config.max_prompt_tokens,
@@ -503,21 +549,23 @@ def _write(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-_DESCRIPTIONS: dict[TaskKind, str] = {
+_DESCRIPTIONS: dict[ExportKind, str] = {
     "rationalizer": "(schema, evidence, question, gold SQL) -> step-by-step rationale",
     "student-cot": "(schema, evidence, question) -> step-by-step rationale whose steps "
     "assemble into the SQL answer",
     "student-nocot": "(schema, evidence, question) -> SQL",
+    "grpo": "(schema, evidence, question) prompts for reinforcement learning, with the gold "
+    "SQL and database each answer's rewards execute",
 }
 
 
-def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]]) -> str:
+def dataset_card(manifest: dict[str, Any], splits: dict[str, list[ExportRecord]]) -> str:
     """README.md with YAML metadata, as the Hugging Face Hub reads it: where the data comes
     from (BIRD, the embedded demo or another folder) and under which license, the model
     whose tokenizer budgeted the prompts, counts and coverage by source."""
     import yaml
 
-    kind: TaskKind = manifest["kind"]
+    kind: ExportKind = manifest["kind"]
     origin = manifest["source"]
     total = sum(map(len, splits.values()))
     metadata = {
@@ -553,11 +601,11 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         for reason, count in manifest["counts"].items()
         if reason.startswith("left out: ")
     }
-    validated = (
-        "Every rationale in it was validated by execution against its gold query."
-        if kind != "student-nocot"
-        else "Completions are the gold SQL queries."
-    )
+    validated = {
+        "student-nocot": "Completions are the gold SQL queries.",
+        "grpo": "Prompts only: a model's answers are scored by executing them against the "
+        "gold query (`rationale.rewards`).",
+    }.get(kind, "Every rationale in it was validated by execution against its gold query.")
     lengths = manifest.get("completion_tokens")
     lines = [
         "---",
@@ -566,7 +614,13 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         "",
         f"# sql-rationale {kind} dataset",
         "",
-        f"{_DESCRIPTIONS[kind]}, in conversational prompt/completion form (TRL's SFT format), "
+        f"{_DESCRIPTIONS[kind]}, in conversational "
+        + (
+            "prompt form (TRL's GRPO format)"
+            if kind == "grpo"
+            else "prompt/completion form (TRL's SFT format)"
+        )
+        + ", "
         f"built by `rationale export --kind {kind}` from {origin['name']}: "
         f"{origin['description']}. {validated}",
         "",
@@ -609,8 +663,14 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
         "",
         "## Columns",
         "",
-        "`prompt` (system and user messages), `completion` (the assistant's answer), "
-        "`question_id`, `db_id`, `split`, `source` (seed / decompose / teacher / "
+        "`prompt` (system and user messages), "
+        + (
+            "`gold_sql`, `db_path` (the database file where it was exported: export again on "
+            "the machine that trains), `kind` (cot), "
+            if kind == "grpo"
+            else "`completion` (the assistant's answer), "
+        )
+        + "`question_id`, `db_id`, `split`, `source` (seed / decompose / teacher / "
         "rationalizer / gold), `provenance` (JSON).",
         "",
         "## License and leakage",
@@ -622,4 +682,4 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[DatasetRecord]
     return "\n".join(lines)
 
 
-__all__ = ["TASK_KINDS", "ExportConfig", "ExportReport", "run"]
+__all__ = ["EXPORT_KINDS", "TASK_KINDS", "ExportConfig", "ExportReport", "run"]

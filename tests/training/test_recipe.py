@@ -34,19 +34,34 @@ def _write(tmp_path: Path, text: str, name: str = "recipe.yaml") -> Path:
 @pytest.mark.parametrize("name", sorted(shipped_recipes()))
 def test_every_shipped_recipe_resolves_into_trl_configs(name: str) -> None:
     source = parse_recipe_args(["--config", name])
-    recipe = resolve_recipe(source, hardware_defaults(CPU_BF16, source.values))
+    grpo = source.values.get("trainer") == "grpo"
+    recipe = resolve_recipe(source, hardware_defaults(CPU_BF16, source.values, batching=not grpo))
     assert recipe.options.dataset_kind in DATASET_KINDS
-    assert recipe.sft.completion_only_loss is True
-    assert recipe.sft.max_length and recipe.sft.max_length >= 1536
-    assert recipe.sft.output_dir.startswith("runs/train/")
-    assert recipe.sft.save_strategy == "steps" and recipe.sft.save_steps > 0
+    assert recipe.args.output_dir.startswith("runs/train/")
+    assert recipe.args.save_strategy == "steps" and recipe.args.save_steps > 0
+    if grpo:
+        from training.rewards import load_reward_functions
+
+        assert recipe.options.dataset_kind == "grpo"
+        rewards = load_reward_functions(recipe.options.reward_funcs)
+        assert len(rewards) == len(recipe.args.reward_weights or [])
+        # each step's answers are whole groups of num_generations answers to one prompt
+        assert recipe.args.per_device_train_batch_size % recipe.args.num_generations == 0
+        if "tiny" not in name:
+            assert recipe.args.use_vllm and recipe.args.vllm_mode == "colocate"
+            assert recipe.options.requires_gpu and recipe.options.accelerate_config == "zero3"
+        return
+    assert recipe.args.completion_only_loss is True
+    assert recipe.args.max_length and recipe.args.max_length >= 1536
+    assert recipe.args.output_dir.startswith("runs/train/")
+    assert recipe.args.save_strategy == "steps" and recipe.args.save_steps > 0
     if "tiny" in name:
         assert recipe.model.model_name_or_path == "smollm2-135m"
-        assert recipe.sft.train_sampling_strategy == "group_by_length"  # CPU default
-        assert recipe.sft.activation_checkpointing is False
+        assert recipe.args.train_sampling_strategy == "group_by_length"  # CPU default
+        assert recipe.args.activation_checkpointing is False
     else:
         assert recipe.model.model_name_or_path.startswith("Qwen/Qwen2.5-Coder-")
-        assert recipe.sft.packing and recipe.sft.bf16 and recipe.sft.activation_checkpointing
+        assert recipe.args.packing and recipe.args.bf16 and recipe.args.activation_checkpointing
     assert recipe.model.use_peft == name.endswith("-lora")
 
 

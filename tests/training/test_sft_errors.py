@@ -134,8 +134,8 @@ def test_early_stopping_needs_evaluations_and_decides_the_rest(
         dataset=str(rationalizer_export),
         save_strategy="epoch",
     )
-    assert run.recipe.sft.load_best_model_at_end and run.recipe.sft.metric_for_best_model == (
+    assert run.recipe.args.load_best_model_at_end and run.recipe.args.metric_for_best_model == (
         "eval_loss"
     )
-    assert run.recipe.sft.greater_is_better is False
+    assert run.recipe.args.greater_is_better is False
     assert run.recipe.options.early_stopping_patience == 2

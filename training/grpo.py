@@ -1,0 +1,250 @@
+"""The GRPO entry point: one recipe (`trainer: grpo`), one prompt dataset, one output folder.
+
+    python -m training.grpo --config RECIPE.yaml [--dataset PATH] [--output-dir DIR]
+                            [--max-steps N] [--any_recipe_key VALUE ...]
+
+TRL's GRPOTrainer samples `num_generations` answers per prompt, scores each with the
+recipe's `reward_funcs` (import paths `module:function`, weighed by `reward_weights`), and
+moves the model toward the answers that score above their group's mean. The conventions are
+SFT's (`training.sft`): the same recipe parser and checks, a re-run continues from the newest
+complete checkpoint, a finished folder is left as it is, the folder ends up holding the
+model, `recipe.yaml` and `training_manifest.json` (here with every reward's mean per step),
+and bad input is one line on stderr with exit code 2. The reward functions are the only
+code this package does not own: it imports them by name, so `training` itself still imports
+nothing of `rationale`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from training.callbacks import ProgressCallback, reward_means
+from training.card import write_model_card
+from training.errors import TrainingInputError, first_line
+from training.manifest import (
+    RECIPE_NAME,
+    DatasetRecord,
+    LossPoint,
+    RewardPoint,
+    TrainingManifest,
+    package_versions,
+    read_manifest,
+    write_atomic,
+    write_manifest,
+)
+from training.process import LAUNCH_ENV, die_with_parent
+from training.recipe import recipe_yaml, split_config_argument
+from training.resume import (
+    last_complete_checkpoint,
+    remove_checkpoints,
+    remove_incomplete_checkpoints,
+)
+from training.rewards import load_reward_functions
+from training.sft import (
+    ModelResolver,
+    PreparedRun,
+    _cast_for_saving,
+    _is_main_process,
+    _launched_by,
+    _overrides_argument,
+    _quiet_transformers,
+    _say,
+    check_output_dir,
+    prepare_run,
+    summary,
+)
+
+if TYPE_CHECKING:
+    from transformers import TrainerCallback
+
+USAGE = """\
+usage: python -m training.grpo --config RECIPE.yaml [--dataset PATH] [--output-dir DIR]
+                               [--max-steps N] [--KEY VALUE ...]
+
+Train a causal LM with TRL's GRPOTrainer as a YAML recipe (trainer: grpo) says: answers are
+sampled for each prompt of the dataset and scored by the recipe's reward_funcs. Any key of
+TRL's GRPOConfig or ModelConfig, or dataset / dataset_kind / reward_funcs, can be set in the
+recipe or overridden as --key value. Re-run the same command to resume from the last
+checkpoint. Exit code 2 on bad input."""
+
+
+def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -> Any:
+    """The GRPOTrainer for a prepared run (loads the model; imports the reward functions)."""
+    from transformers import PrinterCallback
+    from trl import GRPOTrainer, get_peft_config
+
+    args, model_config = run.recipe.args, run.recipe.model
+    rewards = load_reward_functions(run.recipe.options.reward_funcs)
+    weights = args.reward_weights
+    if weights is not None and len(weights) != len(rewards):
+        raise TrainingInputError(
+            f"reward_weights has {len(weights)} values for {len(rewards)} reward_funcs"
+        )
+    args.model_init_kwargs = {
+        "revision": model_config.model_revision,
+        "attn_implementation": model_config.attn_implementation,
+        "dtype": model_config.dtype,
+        **(args.model_init_kwargs or {}),
+    }
+    try:
+        trainer = GRPOTrainer(
+            model=model_config.model_name_or_path,
+            reward_funcs=rewards,
+            args=args,
+            train_dataset=run.data.train,
+            peft_config=get_peft_config(model_config),
+            callbacks=[ProgressCallback(), *callbacks],
+        )
+    except (OSError, ValueError) as error:
+        raise TrainingInputError(
+            f"cannot set up GRPO training of {model_config.model_name_or_path}: {first_line(error)}"
+        ) from error
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def reward_curves(history: list[dict[str, Any]]) -> dict[str, list[RewardPoint]]:
+    """Every logged reward by step: "total" and each reward function."""
+    curves: dict[str, list[RewardPoint]] = {}
+    for entry in history:
+        if "step" not in entry:
+            continue
+        for name, value in reward_means(entry).items():
+            curves.setdefault(name, []).append(RewardPoint(step=int(entry["step"]), mean=value))
+    return curves
+
+
+def train(
+    recipe: str | Path,
+    *,
+    args: Sequence[str] = (),
+    resolve_model: ModelResolver | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
+    **overrides: Any,
+) -> TrainingManifest:
+    """Train as the recipe says and return the manifest written next to the model."""
+    started = time.monotonic()
+    _quiet_transformers()
+    run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
+    if run.recipe.trainer != "grpo":
+        raise TrainingInputError(
+            f"recipe {run.recipe.source} is an {run.recipe.trainer} recipe: train it with "
+            "python -m training.sft (rationale train picks the entry point itself)"
+        )
+    finished = check_output_dir(run)
+    if finished is not None:
+        _say(f"{run.output_dir} already holds this run, finished at step {finished.steps}")
+        return finished
+    for note in run.notes:
+        _say(f"note: {note}")
+    checkpoint = last_complete_checkpoint(run.output_dir)
+    if run.is_main_process:
+        for folder in remove_incomplete_checkpoints(run.output_dir):
+            _say(f"removed {folder.name}: a kill left it incomplete")
+    grpo, data = run.recipe.args, run.data
+    _say(f"recipe {run.recipe.source} -> {run.output_dir}")
+    _say(
+        f"data {data.path} (kind {data.kind or 'unknown'}): {len(data.train)} prompts, "
+        f"{grpo.num_generations} answers each, at most {grpo.max_completion_length} tokens"
+    )
+    trainer = build_trainer(run, callbacks)
+    precision = "bf16" if grpo.bf16 else "fp16" if grpo.fp16 else "fp32"
+    generation = "vLLM " + grpo.vllm_mode if grpo.use_vllm else "transformers generate"
+    _say(
+        f"model {run.recipe.model.model_name_or_path} on {run.hardware.description}: "
+        f"{precision}, generation by {generation}, rewards "
+        + ", ".join(run.recipe.options.reward_funcs)
+    )
+    if checkpoint is not None:
+        _say(f"resuming from {checkpoint.name}")
+    if run.is_main_process:
+        write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
+
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    history = list(trainer.state.log_history)
+    saved_dtype = _cast_for_saving(trainer, run)
+    trainer.save_model(str(run.output_dir))
+    losses = [
+        LossPoint(step=int(entry["step"]), loss=float(entry["loss"]))
+        for entry in history
+        if "loss" in entry and "step" in entry
+    ]
+    manifest = TrainingManifest(
+        output_dir=str(run.output_dir),
+        base_model=str(run.recipe.model.model_name_or_path),
+        recipe=str(run.recipe.source),
+        dataset=DatasetRecord(
+            path=str(data.path),
+            fingerprint=data.fingerprint,
+            kind=data.kind,
+            train_rows=len(data.train),
+            validation_rows=len(data.validation) if data.validation is not None else 0,
+        ),
+        device=run.hardware.description,
+        precision=precision,
+        batching=f"{grpo.num_generations} answers per prompt, {generation}",
+        activation_checkpointing=bool(grpo.activation_checkpointing),
+        lora_merged=False,
+        steps=trainer.state.global_step,
+        max_steps=trainer.state.max_steps,
+        epochs=float(trainer.state.epoch or 0.0),
+        resumed_from_step=int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None,
+        train_loss_first=losses[0].loss if losses else None,
+        train_loss_final=losses[-1].loss if losses else None,
+        eval_loss_start=None,
+        eval_loss=None,
+        tokens_seen=int(trainer.state.num_input_tokens_seen),
+        padding_waste=None,
+        truncated_examples=None,
+        dropped_examples=0,
+        wall_time_s=round(time.monotonic() - started, 1),
+        versions=package_versions(),
+        world_size=int(grpo.world_size),
+        launch=os.environ.get(LAUNCH_ENV) or _launched_by(),
+        weights_dtype=str(run.recipe.model.dtype or "auto"),
+        saved_dtype=saved_dtype,
+        train_losses=losses,
+        trainer="grpo",
+        reward_curves=reward_curves(history),
+    )
+    trainer.save_state()
+    if run.is_main_process:
+        write_manifest(run.output_dir, manifest)
+        write_model_card(run.output_dir, manifest)
+        if not run.recipe.options.keep_checkpoints:
+            remove_checkpoints(run.output_dir)
+    if hasattr(trainer, "end"):
+        trainer.end()
+    return manifest
+
+
+def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None = None) -> int:
+    """Run the entry point on `argv` (default: sys.argv[1:]); 0 on success, 2 on bad input."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(token in ("-h", "--help") for token in argv):
+        print(USAGE)
+        return 0
+    if os.environ.get(LAUNCH_ENV):
+        die_with_parent()
+    try:
+        argv, overrides = _overrides_argument(argv)
+        config, rest = split_config_argument(argv)
+        manifest = train(config, args=rest, resolve_model=resolve_model, **overrides)
+    except TrainingInputError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    if _is_main_process():
+        print(summary(manifest), flush=True)
+    return 0
+
+
+__all__ = ["USAGE", "main", "read_manifest", "train"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
