@@ -2,6 +2,7 @@
 
     audit -> seed -> distill -> export rationalizer -> train rationalizer -> annotate
     -> export student-cot / student-nocot -> train both students -> predict (cot, nocot)
+    [-> export grpo -> train student-cot-grpo (from the CoT student) -> predict cot-grpo]
     -> report
 
 Each step is a stage with its section of the pipeline file (the stage's own keys), plus
@@ -69,6 +70,12 @@ class PipelineConfig(BaseModel):
         "(covered: the questions the pool and annotation cover; all: every train question)."
     )
     predict: dict[str, Any]
+    grpo: dict[str, Any] | None = Field(
+        default=None,
+        description="Reinforcement learning after SFT; absent or null: no GRPO steps. Its "
+        "recipe and recipe keys, and optionally from (the student it starts from, default "
+        "student-cot) and questions (all, the default, or covered).",
+    )
     report: dict[str, Any] = Field(default_factory=dict)
 
     _source: str = PrivateAttr(default="the pipeline")
@@ -252,7 +259,9 @@ def build_steps(
         return step(f"export-{name}", export.ExportConfig, "export", pipeline.export, filled,
                     _pipeline_stage(export))  # fmt: skip
 
-    def train_step(name: str, section: str, values: dict[str, Any]) -> Step | None:
+    def train_step(
+        name: str, section: str, values: dict[str, Any], dataset: str | None = None
+    ) -> Step | None:
         values = dict(values)
         recipe = values.pop("recipe", None)
         if recipe is None:
@@ -260,7 +269,7 @@ def build_steps(
             return None
         filled = {
             "recipe": recipe,
-            "dataset": root / "export" / name,
+            "dataset": root / "export" / (dataset or name),
             "output_dir": models / name,
             "recipe_overrides": values,
         }
@@ -297,17 +306,34 @@ def build_steps(
         student.name: train_step(student.name, "train_students", student.recipe_values)
         for student in cast
     }
+
+    def predict_step(system: str, model: str, answers: str) -> Step | None:
+        filled = {**dev_split, "kind": answers, "out": root / "predict" / system}
+        return step(f"predict-{system}", predict.PredictConfig, "predict",
+                    {"model": str(models / model), **pipeline.predict}, filled,
+                    _tool(predict))  # fmt: skip
+
     for student in cast:
-        filled = {**dev_split, "kind": student.answers, "out": root / "predict" / student.system}
-        predicting = step(f"predict-{student.system}", predict.PredictConfig, "predict",
-                          {"model": str(models / student.name), **pipeline.predict}, filled,
-                          _tool(predict))  # fmt: skip
+        predicting = predict_step(student.system, student.name, student.answers)
         check_room(trainings[student.name], exports[student.name], predicting, "predict",
                    problems)  # fmt: skip
+    systems = [s.system for s in cast]
+    if pipeline.grpo is not None:  # reinforcement learning after SFT, from a CoT student
+        values = dict(pipeline.grpo)
+        start = values.pop("from", "student-cot")
+        questions = values.pop("questions", "all")
+        if not any(s.name == start and s.kind == "student-cot" for s in cast):
+            problems.add("grpo", f"from: {start!r} is not a CoT student of train_students")
+        values.setdefault("model_name_or_path", str(models / start))
+        export_step("grpo", "grpo", values, questions)
+        train_step(f"{start}-grpo", "grpo", values, dataset="grpo")
+        system = f"{start.removeprefix('student-')}-grpo"
+        predict_step(system, f"{start}-grpo", "cot")
+        systems.append(system)
     report_values = {
         **dev_split,
         "predictions": [
-            f"{s.system}={root / 'predict' / s.system / predict.OFFICIAL_FILE}" for s in cast
+            f"{system}={root / 'predict' / system / predict.OFFICIAL_FILE}" for system in systems
         ],
         "out": root / "report",
         "models": [f"rationalizer={models / 'rationalizer'}"],

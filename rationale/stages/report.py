@@ -61,7 +61,8 @@ class ReportConfig(StageConfig):
     compare: list[str] = Field(
         default_factory=list,
         description="A,B: compare systems A and B question by question; repeat for several "
-        "pairs (default: cot against nocot when both are named, else the first two).",
+        "pairs (default: cot against nocot and cot-grpo against cot when named, else the "
+        "first two).",
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per query execution.")
     workers: int = Field(default=1, ge=1, description="Processes executing queries.")
@@ -133,8 +134,13 @@ class ReportConfig(StageConfig):
         names = list(self.systems())
         if self.compare:
             return [(a, b) for a, _, b in (value.partition(",") for value in self.compare)]
+        found = []
         if "cot" in names and "nocot" in names:
-            return [("cot", "nocot")]
+            found.append(("cot", "nocot"))
+        if "cot-grpo" in names and "cot" in names:  # what reinforcement learning added
+            found.append(("cot-grpo", "cot"))
+        if found:
+            return found
         return [(names[0], names[1])] if len(names) > 1 else []
 
 

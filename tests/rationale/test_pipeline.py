@@ -423,3 +423,33 @@ def test_students_are_data_and_max_length_must_leave_room_for_the_answers(tmp_pa
     # without a distill section there is no teacher step
     steps = build_steps(load_pipeline("demo", ["distill=null"]), run)
     assert "distill" not in [step.name for step in steps]
+
+
+def test_one_set_adds_grpo_after_the_cot_student_and_the_report_compares_it(
+    tmp_path: Path,
+) -> None:
+    """Off in the demo; `--set grpo.recipe=...` adds export, GRPO from the trained CoT
+    student, and its predictions, which the report compares with the SFT student's."""
+    assert "grpo" not in yaml.safe_load(find_pipeline("demo").read_text())
+    run = RunDir(tmp_path / "run")
+    plain = [step.name for step in build_steps(load_pipeline("demo", []), run)]
+    pipeline = load_pipeline("demo", ["grpo.recipe=student-cot-grpo-tiny", "grpo.max_steps=2"])
+    steps = {step.name: step for step in build_steps(pipeline, run)}
+    added = [name for name in steps if name not in plain]
+    assert added == ["export-grpo", "train-student-cot-grpo", "predict-cot-grpo"]
+    assert list(steps).index("export-grpo") > list(steps).index("predict-cot")
+    exported = steps["export-grpo"].config
+    assert exported.kind == "grpo" and exported.questions == "all"
+    trained = steps["train-student-cot-grpo"].config
+    root = run.root.resolve()
+    assert trained.recipe_overrides["model_name_or_path"] == str(root / "models" / "student-cot")
+    assert (
+        trained.dataset == root / "export" / "grpo" and trained.recipe_overrides["max_steps"] == 2
+    )
+    predicted = steps["predict-cot-grpo"].config
+    assert predicted.kind == "cot" and predicted.model == str(root / "models" / "student-cot-grpo")
+    reporting = steps["report"].config
+    assert any(value.startswith("cot-grpo=") for value in reporting.predictions)
+    assert reporting.pairs() == [("cot", "nocot"), ("cot-grpo", "cot")]
+    with pytest.raises(Exception, match="not a CoT student"):
+        load_pipeline("demo", ["grpo.recipe=student-cot-grpo-tiny", "grpo.from=student-nocot"])
