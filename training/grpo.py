@@ -24,38 +24,31 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.callbacks import ProgressCallback, reward_means
-from training.card import write_model_card
 from training.errors import TrainingInputError, first_line
 from training.manifest import (
     RECIPE_NAME,
-    DatasetRecord,
     LossPoint,
     RewardPoint,
     TrainingManifest,
-    package_versions,
     read_manifest,
     write_atomic,
-    write_manifest,
 )
 from training.process import LAUNCH_ENV, die_with_parent
 from training.recipe import recipe_yaml, split_config_argument
-from training.resume import (
-    last_complete_checkpoint,
-    remove_checkpoints,
-    remove_incomplete_checkpoints,
-)
 from training.rewards import load_reward_functions
 from training.sft import (
     ModelResolver,
     PreparedRun,
-    _cast_for_saving,
-    _is_main_process,
-    _launched_by,
-    _overrides_argument,
-    _quiet_transformers,
-    _say,
-    check_output_dir,
+    begin_run,
+    cast_for_saving,
+    finish_run,
+    is_main_process_of_launch,
+    model_init_kwargs,
+    overrides_argument,
     prepare_run,
+    quiet_transformers,
+    run_record,
+    say,
     summary,
 )
 
@@ -85,12 +78,7 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
         raise TrainingInputError(
             f"reward_weights has {len(weights)} values for {len(rewards)} reward_funcs"
         )
-    args.model_init_kwargs = {
-        "revision": model_config.model_revision,
-        "attn_implementation": model_config.attn_implementation,
-        "dtype": model_config.dtype,
-        **(args.model_init_kwargs or {}),
-    }
+    args.model_init_kwargs = model_init_kwargs(run.recipe)
     try:
         trainer = GRPOTrainer(
             model=model_config.model_name_or_path,
@@ -129,97 +117,51 @@ def train(
 ) -> TrainingManifest:
     """Train as the recipe says and return the manifest written next to the model."""
     started = time.monotonic()
-    _quiet_transformers()
+    quiet_transformers()
     run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
-    if run.recipe.trainer != "grpo":
-        raise TrainingInputError(
-            f"recipe {run.recipe.source} is an {run.recipe.trainer} recipe: train it with "
-            "python -m training.sft (rationale train picks the entry point itself)"
-        )
-    finished = check_output_dir(run)
+    finished, checkpoint = begin_run(run, "grpo")
     if finished is not None:
-        _say(f"{run.output_dir} already holds this run, finished at step {finished.steps}")
         return finished
-    for note in run.notes:
-        _say(f"note: {note}")
-    checkpoint = last_complete_checkpoint(run.output_dir)
-    if run.is_main_process:
-        for folder in remove_incomplete_checkpoints(run.output_dir):
-            _say(f"removed {folder.name}: a kill left it incomplete")
     grpo, data = run.recipe.args, run.data
-    _say(f"recipe {run.recipe.source} -> {run.output_dir}")
-    _say(
+    say(f"recipe {run.recipe.source} -> {run.output_dir}")
+    say(
         f"data {data.path} (kind {data.kind or 'unknown'}): {len(data.train)} prompts, "
         f"{grpo.num_generations} answers each, at most {grpo.max_completion_length} tokens"
     )
     trainer = build_trainer(run, callbacks)
-    precision = "bf16" if grpo.bf16 else "fp16" if grpo.fp16 else "fp32"
     generation = "vLLM " + grpo.vllm_mode if grpo.use_vllm else "transformers generate"
-    _say(
+    record = run_record(run, trainer, started, checkpoint)
+    say(
         f"model {run.recipe.model.model_name_or_path} on {run.hardware.description}: "
-        f"{precision}, generation by {generation}, rewards "
+        f"{record['precision']}, generation by {generation}, rewards "
         + ", ".join(run.recipe.options.reward_funcs)
     )
     if checkpoint is not None:
-        _say(f"resuming from {checkpoint.name}")
+        say(f"resuming from {checkpoint.name}")
     if run.is_main_process:
         write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
 
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    history = list(trainer.state.log_history)
-    saved_dtype = _cast_for_saving(trainer, run)
+    saved_dtype = cast_for_saving(trainer, run)
     trainer.save_model(str(run.output_dir))
-    losses = [
-        LossPoint(step=int(entry["step"]), loss=float(entry["loss"]))
-        for entry in history
-        if "loss" in entry and "step" in entry
-    ]
+    record = run_record(run, trainer, started, checkpoint)
+    losses: list[LossPoint] = record["train_losses"]
     manifest = TrainingManifest(
-        output_dir=str(run.output_dir),
-        base_model=str(run.recipe.model.model_name_or_path),
-        recipe=str(run.recipe.source),
-        dataset=DatasetRecord(
-            path=str(data.path),
-            fingerprint=data.fingerprint,
-            kind=data.kind,
-            train_rows=len(data.train),
-            validation_rows=len(data.validation) if data.validation is not None else 0,
-        ),
-        device=run.hardware.description,
-        precision=precision,
+        **record,
         batching=f"{grpo.num_generations} answers per prompt, {generation}",
-        activation_checkpointing=bool(grpo.activation_checkpointing),
         lora_merged=False,
-        steps=trainer.state.global_step,
-        max_steps=trainer.state.max_steps,
-        epochs=float(trainer.state.epoch or 0.0),
-        resumed_from_step=int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None,
         train_loss_first=losses[0].loss if losses else None,
         train_loss_final=losses[-1].loss if losses else None,
         eval_loss_start=None,
         eval_loss=None,
-        tokens_seen=int(trainer.state.num_input_tokens_seen),
         padding_waste=None,
         truncated_examples=None,
         dropped_examples=0,
-        wall_time_s=round(time.monotonic() - started, 1),
-        versions=package_versions(),
-        world_size=int(grpo.world_size),
-        launch=os.environ.get(LAUNCH_ENV) or _launched_by(),
-        weights_dtype=str(run.recipe.model.dtype or "auto"),
         saved_dtype=saved_dtype,
-        train_losses=losses,
         trainer="grpo",
-        reward_curves=reward_curves(history),
+        reward_curves=reward_curves(list(trainer.state.log_history)),
     )
-    trainer.save_state()
-    if run.is_main_process:
-        write_manifest(run.output_dir, manifest)
-        write_model_card(run.output_dir, manifest)
-        if not run.recipe.options.keep_checkpoints:
-            remove_checkpoints(run.output_dir)
-    if hasattr(trainer, "end"):
-        trainer.end()
+    finish_run(run, trainer, manifest)
     return manifest
 
 
@@ -232,13 +174,13 @@ def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None =
     if os.environ.get(LAUNCH_ENV):
         die_with_parent()
     try:
-        argv, overrides = _overrides_argument(argv)
+        argv, overrides = overrides_argument(argv)
         config, rest = split_config_argument(argv)
         manifest = train(config, args=rest, resolve_model=resolve_model, **overrides)
     except TrainingInputError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
-    if _is_main_process():
+    if is_main_process_of_launch():
         print(summary(manifest), flush=True)
     return 0
 

@@ -103,7 +103,7 @@ class PreparedRun:
         return self.recipe.args.process_index == 0
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """transformers' own bars (loading weights, writing shards) would interleave with the
     progress lines this entry point prints."""
     from transformers.utils import logging as transformers_logging
@@ -111,14 +111,14 @@ def _quiet_transformers() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _is_main_process() -> bool:
+def is_main_process_of_launch() -> bool:
     """Rank 0 of a launch (torchrun and accelerate set RANK), or a single process."""
     return os.environ.get("RANK", "0") == "0"
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     """A progress note on stderr, once per launch rather than once per GPU."""
-    if _is_main_process():
+    if is_main_process_of_launch():
         print(f"[train] {line}", file=sys.stderr, flush=True)
 
 
@@ -307,6 +307,17 @@ def _eval_notes(values: dict[str, Any], data: TrainingData) -> list[str]:
     return []
 
 
+def model_init_kwargs(recipe: Recipe) -> dict[str, Any]:
+    """How a trainer loads the model: the recipe's ModelConfig keys, its own keys on top."""
+    model = recipe.model
+    return {
+        "revision": model.model_revision,
+        "attn_implementation": model.attn_implementation,
+        "dtype": model.dtype,
+        **(recipe.args.model_init_kwargs or {}),
+    }
+
+
 def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -> MeteredSFTTrainer:
     """The SFTTrainer for a prepared run (loads the model and tokenizes the data)."""
     from transformers import EarlyStoppingCallback, PrinterCallback
@@ -318,12 +329,7 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
     patience = run.recipe.options.early_stopping_patience
     if patience is not None:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
-    sft.model_init_kwargs = {
-        "revision": model_config.model_revision,
-        "attn_implementation": model_config.attn_implementation,
-        "dtype": model_config.dtype,
-        **(sft.model_init_kwargs or {}),
-    }
+    sft.model_init_kwargs = model_init_kwargs(run.recipe)
     try:
         trainer = MeteredSFTTrainer(
             model=model_config.model_name_or_path,
@@ -342,6 +348,83 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
     # better on stderr.
     trainer.remove_callback(PrinterCallback)
     return trainer
+
+
+def begin_run(run: PreparedRun, trainer: str) -> tuple[TrainingManifest | None, Path | None]:
+    """(the manifest of this very run when it already finished, else None; the checkpoint
+    to resume from), after removing checkpoints a kill left half written."""
+    if run.recipe.trainer != trainer:
+        raise TrainingInputError(
+            f"recipe {run.recipe.source} is a {run.recipe.trainer} recipe: train it with "
+            f"python -m training.{run.recipe.trainer} (rationale train picks it itself)"
+        )
+    finished = check_output_dir(run)
+    if finished is not None:
+        say(f"{run.output_dir} already holds this run, finished at step {finished.steps}")
+        return finished, None
+    for note in run.notes:
+        say(f"note: {note}")
+    checkpoint = last_complete_checkpoint(run.output_dir)
+    if checkpoint is None and read_manifest(run.output_dir) is not None:
+        say(
+            f"{run.output_dir} holds a finished run of other settings and no checkpoint (they "
+            "are removed when a run finishes; keep_checkpoints: true keeps them): training "
+            "from step 0"
+        )
+    if run.is_main_process:
+        for folder in remove_incomplete_checkpoints(run.output_dir):
+            say(f"removed {folder.name}: a kill left it incomplete")
+    return None, checkpoint
+
+
+def run_record(
+    run: PreparedRun, trainer: Any, started: float, checkpoint: Path | None
+) -> dict[str, Any]:
+    """The manifest fields every trainer fills the same way, once training has ended."""
+    args, data = run.recipe.args, run.data
+    return {
+        "output_dir": str(run.output_dir),
+        "base_model": str(run.recipe.model.model_name_or_path),
+        "recipe": str(run.recipe.source),
+        "dataset": DatasetRecord(
+            path=str(data.path),
+            fingerprint=data.fingerprint,
+            kind=data.kind,
+            train_rows=len(data.train),
+            validation_rows=len(data.validation) if data.validation is not None else 0,
+        ),
+        "device": run.hardware.description,
+        "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "activation_checkpointing": bool(args.activation_checkpointing),
+        "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "epochs": float(trainer.state.epoch or 0.0),
+        "resumed_from_step": int(checkpoint.name.rsplit("-", 1)[1]) if checkpoint else None,
+        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "wall_time_s": round(time.monotonic() - started, 1),
+        "versions": package_versions(),
+        "world_size": int(args.world_size),
+        "launch": os.environ.get(LAUNCH_ENV) or _launched_by(),
+        "weights_dtype": str(run.recipe.model.dtype or "auto"),
+        "train_losses": [
+            LossPoint(step=int(entry["step"]), loss=float(entry["loss"]))
+            for entry in trainer.state.log_history
+            if "loss" in entry and "step" in entry
+        ],
+    }
+
+
+def finish_run(run: PreparedRun, trainer: Any, manifest: TrainingManifest) -> None:
+    """Write what a finished run leaves: trainer state, manifest, model card; drop the
+    checkpoints unless the recipe keeps them."""
+    trainer.save_state()  # the log history outlives the checkpoints
+    if run.is_main_process:
+        write_manifest(run.output_dir, manifest)
+        write_model_card(run.output_dir, manifest)  # in place of TRL's template
+        if not run.recipe.options.keep_checkpoints:
+            remove_checkpoints(run.output_dir)
+    if hasattr(trainer, "end"):
+        trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
 
 
 def check_output_dir(run: PreparedRun) -> TrainingManifest | None:
@@ -378,10 +461,6 @@ def _truncation(trainer: MeteredSFTTrainer, run: PreparedRun) -> tuple[int | Non
     return sum(1 for length in lengths if length >= sft.max_length), dropped
 
 
-def _logged(history: list[dict[str, Any]], key: str) -> list[float]:
-    return [float(entry[key]) for entry in history if key in entry]
-
-
 def train(
     recipe: str | Path,
     *,
@@ -397,30 +476,16 @@ def train(
     passes through `resolve_model` first when given (local names to folders).
     """
     started = time.monotonic()
-    _quiet_transformers()
+    quiet_transformers()
     run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
-    finished = check_output_dir(run)
+    finished, checkpoint = begin_run(run, "sft")
     if finished is not None:
-        _say(f"{run.output_dir} already holds this run, finished at step {finished.steps}")
         return finished
-    for note in run.notes:
-        _say(f"note: {note}")
-
-    checkpoint = last_complete_checkpoint(run.output_dir)
-    if checkpoint is None and read_manifest(run.output_dir) is not None:
-        _say(
-            f"{run.output_dir} holds a finished run of other settings and no checkpoint (they "
-            "are removed when a run finishes; keep_checkpoints: true keeps them): training "
-            "from step 0"
-        )
-    if run.is_main_process:
-        for folder in remove_incomplete_checkpoints(run.output_dir):
-            _say(f"removed {folder.name}: a kill left it incomplete")
 
     sft, data = run.recipe.args, run.data
     validation_rows = len(data.validation) if data.validation is not None else 0
-    _say(f"recipe {run.recipe.source} -> {run.output_dir}")
-    _say(
+    say(f"recipe {run.recipe.source} -> {run.output_dir}")
+    say(
         f"data {data.path} (kind {data.kind or 'unknown'}): {len(data.train)} train, "
         f"{validation_rows} validation examples"
     )
@@ -428,21 +493,21 @@ def train(
     truncated, dropped = _truncation(trainer, run)
     precision = "bf16" if sft.bf16 else "fp16" if sft.fp16 else "fp32"
     batching = describe_batching(sft)
-    _say(
+    say(
         f"model {run.recipe.model.model_name_or_path} on {run.hardware.description}: "
         f"{precision}, {batching}, activation checkpointing "
         f"{'on' if sft.activation_checkpointing else 'off'}"
         + (", LoRA" if run.recipe.model.use_peft else "")
     )
     if truncated:
-        _say(
+        say(
             f"warning: {truncated} of {len(trainer.train_dataset)} training examples reach "
             f"max_length={sft.max_length} and lose the end of their completion"
         )
     if dropped:
-        _say(f"warning: {dropped} examples dropped: their prompt alone fills max_length")
+        say(f"warning: {dropped} examples dropped: their prompt alone fills max_length")
     if checkpoint is not None:
-        _say(f"resuming from {checkpoint.name}")
+        say(f"resuming from {checkpoint.name}")
     if run.is_main_process:  # once the model loaded: a run that cannot start binds nothing
         write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
 
@@ -465,77 +530,39 @@ def train(
             )
             remove_adapter(adapter_dir)
     else:
-        saved_dtype = _cast_for_saving(trainer, run)
+        saved_dtype = cast_for_saving(trainer, run)
         trainer.save_model(str(run.output_dir))
 
-    train_losses = _logged(history, "loss")
     eval_losses_start = [
         float(entry["eval_loss"]) for entry in history if "eval_loss" in entry and not entry["step"]
     ]
-    train_curve = [
-        LossPoint(step=int(entry["step"]), loss=float(entry["loss"]))
-        for entry in history
-        if "loss" in entry
-    ]
-    eval_curve = [
-        LossPoint(step=int(entry["step"]), loss=float(entry["eval_loss"]))
-        for entry in history
-        if "eval_loss" in entry
-    ]
-    resumed_from = None
-    if checkpoint is not None:
-        resumed_from = int(checkpoint.name.rsplit("-", 1)[1])
+    record = run_record(run, trainer, started, checkpoint)
+    losses: list[LossPoint] = record["train_losses"]
     manifest = TrainingManifest(
-        output_dir=str(run.output_dir),
-        base_model=str(run.recipe.model.model_name_or_path),
-        recipe=str(run.recipe.source),
-        dataset=DatasetRecord(
-            path=str(data.path),
-            fingerprint=data.fingerprint,
-            kind=data.kind,
-            train_rows=len(data.train),
-            validation_rows=validation_rows,
-        ),
-        device=run.hardware.description,
-        precision=precision,
+        **record,
         batching=batching,
-        activation_checkpointing=bool(sft.activation_checkpointing),
         lora_merged=bool(run.recipe.model.use_peft),
-        steps=trainer.state.global_step,
-        max_steps=trainer.state.max_steps,
-        epochs=float(trainer.state.epoch or 0.0),
-        resumed_from_step=resumed_from,
-        train_loss_first=train_losses[0] if train_losses else None,
-        train_loss_final=train_losses[-1] if train_losses else None,
+        train_loss_first=losses[0].loss if losses else None,
+        train_loss_final=losses[-1].loss if losses else None,
         eval_loss_start=eval_losses_start[0] if eval_losses_start else None,
         eval_loss=eval_loss,
-        tokens_seen=int(trainer.state.num_input_tokens_seen),
         padding_waste=trainer.padding_meter.waste,
         truncated_examples=truncated,
         dropped_examples=dropped,
-        wall_time_s=round(time.monotonic() - started, 1),
-        versions=package_versions(),
-        world_size=int(sft.world_size),
-        launch=os.environ.get(LAUNCH_ENV) or _launched_by(),
-        weights_dtype=str(run.recipe.model.dtype or "auto"),
         saved_dtype=saved_dtype,
-        train_losses=train_curve,
-        eval_losses=eval_curve,
+        eval_losses=[
+            LossPoint(step=int(entry["step"]), loss=float(entry["eval_loss"]))
+            for entry in history
+            if "eval_loss" in entry
+        ],
         best_step=_best_step(trainer.state.best_model_checkpoint),
         stopped_early=trainer.state.global_step < trainer.state.max_steps,
     )
-    trainer.save_state()  # the log history outlives the checkpoints
-    if run.is_main_process:
-        write_manifest(run.output_dir, manifest)
-        write_model_card(run.output_dir, manifest)  # in place of TRL's template
-        if not run.recipe.options.keep_checkpoints:
-            remove_checkpoints(run.output_dir)
-    if hasattr(trainer, "end"):
-        trainer.end()  # finishes trackers and the process group (transformers >= 5.18)
+    finish_run(run, trainer, manifest)
     return manifest
 
 
-def _cast_for_saving(trainer: MeteredSFTTrainer, run: PreparedRun) -> str:
+def cast_for_saving(trainer: MeteredSFTTrainer, run: PreparedRun) -> str:
     """Cast the model to the dtype it is saved in (recipe key save_dtype); the name of it.
     Under DeepSpeed or FSDP the save gathers shards in their own precision: left alone."""
     import torch
@@ -613,18 +640,18 @@ def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None =
     if os.environ.get(LAUNCH_ENV):
         die_with_parent()  # a rank of training.launch: never outlive the launcher
     try:
-        argv, overrides = _overrides_argument(argv)
+        argv, overrides = overrides_argument(argv)
         config, rest = split_config_argument(argv)
         manifest = train(config, args=rest, resolve_model=resolve_model, **overrides)
     except TrainingInputError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2
-    if _is_main_process():
+    if is_main_process_of_launch():
         print(summary(manifest), flush=True)
     return 0
 
 
-def _overrides_argument(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
+def overrides_argument(argv: list[str]) -> tuple[list[str], dict[str, Any]]:
     """`--overrides-json '{"key": value}'`, how training.launch passes typed keys to a child,
     taken out of `argv`."""
     rest: list[str] = []

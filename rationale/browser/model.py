@@ -61,7 +61,9 @@ class AttemptView(BaseModel):
     text: str = ""
 
 
-class QuestionView(BaseModel):
+class QuestionFields(BaseModel):
+    """What every listed question shows: its identity, text and gold query."""
+
     key: str  # "<split>/<question_id>": ids restart in every split
     qid: int
     db: str
@@ -70,6 +72,9 @@ class QuestionView(BaseModel):
     evidence: str = ""
     gold_sql: str
     gold: ResultView | None = None
+
+
+class QuestionView(QuestionFields):
     source: str | None = None  # seed, decompose, teacher, rationalizer; None: not covered
     outcome: str  # "covered" or the cause it is not ("every sample invalid: parses", ...)
     checks_failed: list[str] = []  # every check that failed or flagged, in any attempt
@@ -87,15 +92,7 @@ class CandidateView(BaseModel):
     text: str = ""
 
 
-class PredictionView(BaseModel):
-    key: str
-    qid: int
-    db: str
-    difficulty: str | None = None
-    q: str
-    evidence: str = ""
-    gold_sql: str
-    gold: ResultView | None = None
+class PredictionView(QuestionFields):
     greedy_sql: str
     voted_sql: str
     ex_greedy: int | None = None  # None: not scored (no split to score against)
