@@ -14,8 +14,10 @@ Groups (one question's answers, as GRPO samples them):
   all three 0.
 
 For each: the share of groups whose rewards have zero variance (GRPO's advantage is 0 for
-every answer: the question teaches nothing) with `execution` alone and with the weighted
-total, and the share of answer pairs with equal `execution` that the total orders.
+every answer: the question teaches nothing) with `execution` alone, with `format` added,
+with the step rewards added (`steps`, `step_match`, no `format`) and with all four
+(default weights), and the share of answer pairs with equal `execution` that the step
+rewards order (one above the other).
 
 Throughput: every answer above scored by `RewardScorer` in batches (as GRPO steps bring
 them: worker processes started once, a batch's identical queries once, gold results and
@@ -117,22 +119,32 @@ def _variance_free(values: list[float]) -> bool:
 
 
 def signal(groups: list[Group], scored: list[list[RewardBreakdown]]) -> dict[str, float]:
-    total = [[b.total(DEFAULT_WEIGHTS) for b in group] for group in scored]
+    """Zero-variance groups under three rewards, and tied pairs the step rewards order."""
+    step_weights = {k: v for k, v in DEFAULT_WEIGHTS.items() if k != "format"}
+    format_weights = {
+        "execution": DEFAULT_WEIGHTS["execution"],
+        "format": DEFAULT_WEIGHTS["format"],
+    }
     execution = [[b.execution for b in group] for group in scored]
+    with_format = [[b.total(format_weights) for b in group] for group in scored]
+    with_steps = [[b.total(step_weights) for b in group] for group in scored]
+    total = [[b.total(DEFAULT_WEIGHTS) for b in group] for group in scored]
     tied_pairs = ordered = 0
-    for ex, tot in zip(execution, total, strict=True):
+    for ex, steps in zip(execution, with_steps, strict=True):
         for i, j in itertools.combinations(range(len(ex)), 2):
             if ex[i] == ex[j]:
                 tied_pairs += 1
-                ordered += abs(tot[i] - tot[j]) > 1e-9
+                ordered += abs(steps[i] - steps[j]) > 1e-9
     return {
         "groups": len(groups),
         "answers": sum(map(len, groups)),
         "right": sum(b.execution == 1.0 for group in scored for b in group),
-        "no signal, execution alone": 100 * statistics.mean(map(_variance_free, execution)),
-        "no signal, weighted total": 100 * statistics.mean(map(_variance_free, total)),
+        "no signal: execution": 100 * statistics.mean(map(_variance_free, execution)),
+        "no signal: + format": 100 * statistics.mean(map(_variance_free, with_format)),
+        "no signal: + steps, step_match": 100 * statistics.mean(map(_variance_free, with_steps)),
+        "no signal: all four": 100 * statistics.mean(map(_variance_free, total)),
         "tied pairs": tied_pairs,
-        "tied pairs ordered by step credit": 100 * ordered / max(tied_pairs, 1),
+        "tied pairs the step rewards order": 100 * ordered / max(tied_pairs, 1),
     }
 
 
@@ -239,8 +251,7 @@ def main() -> None:
         print(
             f"| {name} | "
             + " | ".join(
-                f"{v:.1f}%" if "%" in k or "signal" in k or "ordered" in k else f"{v:,}"
-                for k, v in row.items()
+                f"{v:.1f}%" if "signal" in k or "order" in k else f"{v:,}" for k, v in row.items()
             )
             + " |"
         )

@@ -190,7 +190,9 @@ def dataset_prompt_settings(dataset: Path, kind: TaskKind) -> PromptSettings | N
     if not path.is_file():
         return None
     recorded = json.loads(path.read_text(encoding="utf-8"))
-    if recorded.get("kind") != kind:
+    # a GRPO dataset holds the CoT student's prompts (rationale export --kind grpo)
+    asked = "student-cot" if recorded.get("kind") == "grpo" else recorded.get("kind")
+    if asked != kind:
         raise PromptSettingsError(
             f"{dataset} is a {recorded.get('kind')!r} dataset, not {kind!r}: a model is asked "
             "in the format it was trained on; give the matching dataset or model"

@@ -118,6 +118,15 @@ def _commands(tmp: Path, place: Path) -> dict[tuple[str, str], list[str]]:
             "--output",
             str(place / "out.jsonl"),
         ],
+        ("rationale", "reward"): [
+            "reward",
+            "--data",
+            "demo:dev",
+            "--input",
+            str(rationales),
+            "--output",
+            str(place / "rewards.jsonl"),
+        ],
         ("rationale", "view"): [
             "view",
             "--input",

@@ -134,3 +134,16 @@ def test_a_grpo_recipe_without_reward_functions_or_on_sft_data_is_refused(
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "trains a grpo model but dataset" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_grpo_model_is_asked_as_the_cot_student_it_was_trained_from(grpo_export: Path) -> None:
+    """Prediction reads the prompt settings of the dataset a model was trained on: a GRPO
+    dataset holds CoT prompts, so its model answers CoT prompts and nothing else."""
+    from rationale.task_prompt import PromptSettingsError, dataset_prompt_settings
+
+    settings = dataset_prompt_settings(grpo_export, "student-cot")
+    recorded = json.loads((grpo_export / "export.json").read_text())
+    assert settings is not None and settings.kind == "student-cot"
+    assert settings.max_prompt_tokens == recorded["max_prompt_tokens"] == 448
+    with pytest.raises(PromptSettingsError, match="'grpo' dataset, not 'student-nocot'"):
+        dataset_prompt_settings(grpo_export, "student-nocot")
