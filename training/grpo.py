@@ -16,7 +16,6 @@ nothing of `rationale`.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -33,8 +32,7 @@ from training.manifest import (
     read_manifest,
     write_atomic,
 )
-from training.process import LAUNCH_ENV, die_with_parent
-from training.recipe import recipe_yaml, split_config_argument
+from training.recipe import recipe_yaml
 from training.rewards import load_reward_functions
 from training.sft import (
     ModelResolver,
@@ -42,14 +40,12 @@ from training.sft import (
     begin_run,
     cast_for_saving,
     finish_run,
-    is_main_process_of_launch,
     model_init_kwargs,
-    overrides_argument,
     prepare_run,
     quiet_transformers,
+    run_entry_point,
     run_record,
     say,
-    summary,
 )
 
 if TYPE_CHECKING:
@@ -167,22 +163,7 @@ def train(
 
 def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None = None) -> int:
     """Run the entry point on `argv` (default: sys.argv[1:]); 0 on success, 2 on bad input."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(token in ("-h", "--help") for token in argv):
-        print(USAGE)
-        return 0
-    if os.environ.get(LAUNCH_ENV):
-        die_with_parent()
-    try:
-        argv, overrides = overrides_argument(argv)
-        config, rest = split_config_argument(argv)
-        manifest = train(config, args=rest, resolve_model=resolve_model, **overrides)
-    except TrainingInputError as error:
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        return 2
-    if is_main_process_of_launch():
-        print(summary(manifest), flush=True)
-    return 0
+    return run_entry_point(train, USAGE, argv, resolve_model)
 
 
 __all__ = ["USAGE", "main", "read_manifest", "train"]

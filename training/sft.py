@@ -633,16 +633,27 @@ def summary(manifest: TrainingManifest) -> str:
 
 def main(argv: list[str] | None = None, *, resolve_model: ModelResolver | None = None) -> int:
     """Run the entry point on `argv` (default: sys.argv[1:]); 0 on success, 2 on bad input."""
+    return run_entry_point(train, USAGE, argv, resolve_model)
+
+
+def run_entry_point(
+    train_function: Callable[..., TrainingManifest],
+    usage: str,
+    argv: list[str] | None,
+    resolve_model: ModelResolver | None,
+) -> int:
+    """An entry point's command line: usage, the launcher's overrides, one error line (exit
+    code 2) or the summary line (0)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if any(token in ("-h", "--help") for token in argv):
-        print(USAGE)
+        print(usage)
         return 0
     if os.environ.get(LAUNCH_ENV):
         die_with_parent()  # a rank of training.launch: never outlive the launcher
     try:
         argv, overrides = overrides_argument(argv)
         config, rest = split_config_argument(argv)
-        manifest = train(config, args=rest, resolve_model=resolve_model, **overrides)
+        manifest = train_function(config, args=rest, resolve_model=resolve_model, **overrides)
     except TrainingInputError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         return 2

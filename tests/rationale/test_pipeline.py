@@ -30,7 +30,9 @@ RATIONALE = [sys.executable, "-c", "from rationale.cli import app; app()"]
 # steps per model; the students still answer every dev question.
 CI_SIZE = [
     "distill.limit=4", "distill.max_tokens=48", "annotate.limit=4", "annotate.max_tokens=48",
-    "export.max_prompt_tokens=448", "predict.max_tokens=16", "predict.batch_size=39",
+    # compact schemas cut to 320 tokens: prefill is most of the students' prediction time
+    "export.max_prompt_tokens=320", "export.schema_style=compact",
+    "predict.max_tokens=16", "predict.batch_size=39",
     "train_rationalizer.max_steps=2", "train_rationalizer.save_steps=1",
     "train_rationalizer.max_length=640",
     "train_students.student-cot.max_steps=2", "train_students.student-cot.save_steps=1",

@@ -24,7 +24,7 @@ COMPONENTS = ("format", "execution", "steps", "step_match")
 # Short enough for CI: two answers of 24 tokens per step, one prompt per step.
 SMALL = [
     "--num_generations", "2", "--per_device_train_batch_size", "2",
-    "--max_completion_length", "24",
+    "--max_completion_length", "16",
 ]  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def test_grpo_trains_logs_every_reward_and_resumes_after_a_kill(
     output_dir = tmp_path / "grpo"
     command = [
         *RATIONALE, "train", "--recipe", "student-cot-grpo-tiny", "--dataset", str(grpo_export),
-        "--output-dir", str(output_dir), "--max-steps", "3", "--save_steps", "1", *SMALL,
+        "--output-dir", str(output_dir), "--max-steps", "2", "--save_steps", "1", *SMALL,
     ]  # fmt: skip
     log = tmp_path / "first.log"
     with log.open("w") as stream:
@@ -91,7 +91,7 @@ def test_grpo_trains_logs_every_reward_and_resumes_after_a_kill(
     checkpoint = last_complete_checkpoint(output_dir)
     assert checkpoint is not None and read_manifest(output_dir) is None
     killed_at = checkpoint_step(checkpoint)
-    assert killed_at is not None and killed_at < 3
+    assert killed_at is not None and killed_at < 2
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -99,14 +99,14 @@ def test_grpo_trains_logs_every_reward_and_resumes_after_a_kill(
     assert "python -m training.grpo" in resumed.stderr
     manifest = read_manifest(output_dir)
     assert manifest is not None and manifest.trainer == "grpo"
-    assert manifest.steps == 3 and manifest.resumed_from_step == killed_at
+    assert manifest.steps == 2 and manifest.resumed_from_step == killed_at
     # every component, and the weighted total, logged at every step across both runs
     assert set(manifest.reward_curves) == {"total", *COMPONENTS}
     for name, points in manifest.reward_curves.items():
-        assert [p.step for p in points] == [1, 2, 3], name
+        assert [p.step for p in points] == [1, 2], name
         assert all(0.0 <= p.mean <= 1.0 for p in points) or name == "total"
     weights = dict(zip(COMPONENTS, (0.1, 1.0, 0.2, 0.5), strict=True))  # the recipe's
-    for index in range(3):
+    for index in range(2):
         total = sum(w * manifest.reward_curves[n][index].mean for n, w in weights.items())
         assert manifest.reward_curves["total"][index].mean == pytest.approx(total, abs=1e-4)
     assert "reward total" in resumed.stderr and "execution" in resumed.stderr
@@ -117,23 +117,25 @@ def test_grpo_trains_logs_every_reward_and_resumes_after_a_kill(
 def test_a_grpo_recipe_without_reward_functions_or_on_sft_data_is_refused(
     grpo_export: Path, tmp_path: Path
 ) -> None:
-    base = [
-        "train", "--recipe", "student-cot-grpo-tiny", "--max-steps", "1",
-        "--output-dir", str(tmp_path / "out"),
-    ]  # fmt: skip
-    result = _rationale(*base, "--dataset", str(grpo_export), "--reward_funcs", "nowhere:thing")
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "reward function 'nowhere:thing': cannot import nowhere" in result.stderr
+    """Both refused by the launcher's checks, before any process starts or folder is made."""
+    from rationale.llm.models import resolve_model
+    from training.errors import TrainingInputError
+    from training.launch import launch
+
+    out = tmp_path / "out"
+    common = {"max_steps": 1, "output_dir": str(out), "resolve_model": resolve_model}
+    with pytest.raises(TrainingInputError, match="reward function 'nowhere:thing': cannot import"):
+        launch("student-cot-grpo-tiny", dataset=str(grpo_export), reward_funcs=["nowhere:thing"],
+               **common)  # fmt: skip
     run = grpo_export.parent.parent
     exported = _rationale(
         "export", "--run", str(run), "--kind", "student-cot", "--recipe", "student-cot-tiny",
         "--out", str(tmp_path / "cot"),
     )  # fmt: skip
     assert exported.returncode == 0, exported.stderr
-    result = _rationale(*base, "--dataset", str(tmp_path / "cot"))
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "trains a grpo model but dataset" in result.stderr
-    assert not (tmp_path / "out").exists()
+    with pytest.raises(TrainingInputError, match="trains a grpo model but dataset"):
+        launch("student-cot-grpo-tiny", dataset=str(tmp_path / "cot"), **common)
+    assert not out.exists()
 
 
 def test_a_grpo_model_is_asked_as_the_cot_student_it_was_trained_from(grpo_export: Path) -> None:

@@ -261,7 +261,7 @@ def test_a_nocot_dataset_of_all_questions_adds_every_uncovered_one_with_its_gold
         assert row["completion"][0]["content"] == f"```sql\n{sql}\n```"
     assert everything.by_source["gold"] == len(gold)
     assert sum(covered.by_source.values()) == len(pool & executable)
-    with pytest.raises(ValueError, match="questions: all is for kind student-nocot"):
+    with pytest.raises(ValueError, match="questions: all is for kinds student-nocot and grpo"):
         ExportConfig(tokenizer="smollm2-135m", kind="student-cot", questions="all")
 
 
