@@ -63,6 +63,17 @@ ExportKind = Literal["rationalizer", "student-cot", "student-nocot", "grpo"]
 EXPORT_KINDS: tuple[ExportKind, ...] = get_args(ExportKind)
 
 
+# The two student datasets hold the same questions, so a covered question whose prompt does
+# not fit the other student's format (the CoT system prompt is the longer) is left out of both.
+STUDENT_PARTNERS: dict[str, TaskKind] = {
+    "student-cot": "student-nocot",
+    "student-nocot": "student-cot",
+}
+OTHER_STUDENT_OVER = (
+    "the other student's prompt over max_prompt_tokens (both hold the same questions)"
+)
+
+
 def prompt_kind(kind: ExportKind) -> TaskKind:
     """The task whose prompts a dataset holds: GRPO asks as the CoT student was trained."""
     return "student-cot" if kind == "grpo" else kind
@@ -348,6 +359,7 @@ def build_records(
     entries: list[DatasetEntry],
     prompter: TaskPrompter,
     progress: ProgressCallback,
+    partner: TaskPrompter | None = None,
 ) -> tuple[list[ExportRecord], Counter[str]]:
     """The dataset rows, and the count of what was left out, by reason."""
     records: list[ExportRecord] = []
@@ -371,6 +383,9 @@ def build_records(
         prompt, fits = prompter.fitted(example)
         if not fits:
             left_out["prompt over max_prompt_tokens even with the shortest schema"] += 1
+            continue
+        if partner is not None and not partner.fitted(example)[1]:
+            left_out[OTHER_STUDENT_OVER] += 1
             continue
         if config.kind == "grpo":
             records.append(
@@ -445,7 +460,18 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
         sample_values=config.schema_sample_values,
         schema_style=config.schema_style,
     )
-    records, left_out = build_records(config, split, entries, prompter, progress)
+    partner = None
+    if config.kind in STUDENT_PARTNERS and config.questions == "covered" and tokenizer is not None:
+        partner = TaskPrompter(
+            kind=STUDENT_PARTNERS[config.kind],
+            split=split,
+            tokenizer=tokenizer,
+            max_prompt_tokens=config.max_prompt_tokens,
+            schema_max_chars=config.schema_max_chars,
+            sample_values=config.schema_sample_values,
+            schema_style=config.schema_style,
+        )
+    records, left_out = build_records(config, split, entries, prompter, progress, partner)
     if left_quarantined:
         left_out["quarantined by the audit"] = left_quarantined
     lengths = completion_lengths(records, tokenizer, config.tokenizer)

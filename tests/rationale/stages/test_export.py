@@ -134,6 +134,31 @@ def test_student_datasets_hold_the_same_questions(seeded_run: RunDir, tmp_path: 
         assert cot_answer == pool[question_id].rationale
 
 
+def test_a_prompt_that_only_one_student_format_fits_is_left_out_of_both(tmp_path: Path) -> None:
+    """A tight budget: some CoT prompt (its system prompt is the longer) cannot fit while
+    the no-CoT prompt of the same question does; both datasets still hold the same ones."""
+    run = RunDir(tmp_path / "run")
+    seed(SeedConfig(data="demo:train", seeds="demo:seeds", bootstrap="decompose"), run)
+    tight = {"tokenizer": "smollm2-135m", "max_prompt_tokens": 320, "schema_style": "compact"}
+    reports = {
+        kind: export(ExportConfig(kind=kind, out=tmp_path / kind, **tight), run)
+        for kind in ("student-cot", "student-nocot")
+    }
+    over = "left out: prompt over max_prompt_tokens even with the shortest schema"
+    assert reports["student-cot"].counts.get(over, 0) > reports["student-nocot"].counts.get(over, 0)
+
+    def kept(kind: str) -> set[int]:
+        parts = [
+            part for part in ("train", "validation") if (tmp_path / kind / f"{part}.jsonl").exists()
+        ]
+        return {row["question_id"] for part in parts for row in _rows(tmp_path / kind, part)}
+
+    assert kept("student-cot") == kept("student-nocot")
+    assert sum(reports["student-cot"].counts.values()) == sum(
+        reports["student-nocot"].counts.values()
+    )
+
+
 def test_re_export_is_deterministic_and_replaces_the_folder(
     seeded_run: RunDir, tmp_path: Path
 ) -> None:
