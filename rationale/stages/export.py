@@ -451,19 +451,10 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
         f"the {config.kind} dataset of {run_dir.root}",
     )
     tokenizer = load_tokenizer(config.tokenizer) if config.max_prompt_tokens else None
-    prompter = TaskPrompter(
-        kind=prompt_kind(config.kind),
-        split=split,
-        tokenizer=tokenizer,
-        max_prompt_tokens=config.max_prompt_tokens,
-        schema_max_chars=config.schema_max_chars,
-        sample_values=config.schema_sample_values,
-        schema_style=config.schema_style,
-    )
-    partner = None
-    if config.kind in STUDENT_PARTNERS and config.questions == "covered" and tokenizer is not None:
-        partner = TaskPrompter(
-            kind=STUDENT_PARTNERS[config.kind],
+
+    def prompter_of(kind: TaskKind) -> TaskPrompter:
+        return TaskPrompter(
+            kind=kind,
             split=split,
             tokenizer=tokenizer,
             max_prompt_tokens=config.max_prompt_tokens,
@@ -471,6 +462,11 @@ def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> E
             sample_values=config.schema_sample_values,
             schema_style=config.schema_style,
         )
+
+    prompter = prompter_of(prompt_kind(config.kind))
+    partner = None
+    if config.kind in STUDENT_PARTNERS and config.questions == "covered" and tokenizer is not None:
+        partner = prompter_of(STUDENT_PARTNERS[config.kind])
     records, left_out = build_records(config, split, entries, prompter, progress, partner)
     if left_quarantined:
         left_out["quarantined by the audit"] = left_quarantined
