@@ -23,8 +23,10 @@ from pathlib import Path
 
 from bird.data import load_split, split_dir_path
 from bird.demo import SEEDS_PATH
-from rationale.decompose import DecompositionError, decompose_sql
-from rationale.explanation_check import (
+from rationale.chain.format import Rationale
+from rationale.decomposer.builder import DecompositionError, decompose_sql
+from rationale.stages.seed import read_seed_file
+from rationale.validation.explanations import (
     BACKTICKED,
     NAME,
     QUOTED,
@@ -32,8 +34,6 @@ from rationale.explanation_check import (
     explanation_disagreements,
     explanation_facts,
 )
-from rationale.format import Rationale
-from rationale.stages.seed import read_seed_file
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     corpora: dict[str, list[Rationale]] = {
-        "seeds (BIRD train, shipped)": _seeds(REPO / "rationale" / "prompts" / "seeds.jsonl"),
+        "seeds (BIRD train, shipped)": _seeds(
+            REPO / "rationale" / "prompting" / "prompts" / "seeds.jsonl"
+        ),
         "seeds (demo)": _seeds(SEEDS_PATH),
     }
     for name in ("dev", "train"):

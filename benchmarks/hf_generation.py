@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.table import Table
 
 from bird.data import load_split
-from rationale.format import FINAL_HEADING
+from rationale.chain.format import FINAL_HEADING
 from rationale.llm import ChatMessage, GenerationRequest, SamplingParams, generate
 from rationale.llm.backends.hf import HFBackend
 from rationale.llm.models import resolve_model
-from rationale.task_prompt import TaskPrompter, load_tokenizer
+from rationale.prompting.task import TaskPrompter, load_tokenizer
 
 BATCH = 8
 

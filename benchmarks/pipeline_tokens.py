@@ -37,11 +37,11 @@ from rich.table import Table
 
 from bird.data import load_split
 from bird.schema import load_schema, render_schema
-from rationale.records import PoolEntry
-from rationale.retrieval import ShotQuery, build_retriever
+from rationale.prompting.retrieval import ShotQuery, build_retriever
+from rationale.prompting.task import TaskPrompter, completion_text, load_tokenizer
+from rationale.prompting.teacher import build_teacher_prompt
+from rationale.records.models import PoolEntry
 from rationale.stages.decompose import decompose_examples
-from rationale.task_prompt import TaskPrompter, completion_text, load_tokenizer
-from rationale.teacher_prompt import build_teacher_prompt
 
 TRAIN_QUESTIONS = 9428
 DEV_QUESTIONS = 1534

@@ -4,7 +4,7 @@
 
 For every executable example of the BIRD data (dev, and the beer_factory train questions)
 the teacher prompts are built as the distill stage builds them: the top-3 shots from
-`rationale.retrieval` (SQL signature) over a pool of validated rationales, the schema
+`rationale.prompting.retrieval` (SQL signature) over a pool of validated rationales, the schema
 rendered with the stage's defaults (12,000 characters, 3 sample values). The train pool is
 the validated beer_factory seeds plus the decomposer's validated structured chains of the
 beer_factory questions; the dev pool holds the dev chains (the retriever never returns the
@@ -38,20 +38,20 @@ from rich.table import Table
 
 from bird.data import BirdExample, BirdSplit, load_split
 from bird.schema import load_schema, render_schema
-from rationale.format import Rationale
+from rationale.chain.format import Rationale
 from rationale.llm.models import resolve_model
-from rationale.records import PoolEntry
-from rationale.retrieval import ShotQuery, build_retriever
-from rationale.stages.decompose import DecompositionRecord, decompose_examples
-from rationale.stages.seed import read_seed_file
-from rationale.teacher_prompt import (
+from rationale.prompting.retrieval import ShotQuery, build_retriever
+from rationale.prompting.teacher import (
     PromptMode,
     TeacherPrompt,
     build_teacher_prompt,
     prefix_reuse_order,
 )
-from rationale.templates import PROMPTS_DIR
-from rationale.validate import ValidationItem, validate_many
+from rationale.prompting.templates import PROMPTS_DIR
+from rationale.records.models import PoolEntry
+from rationale.stages.decompose import DecompositionRecord, decompose_examples
+from rationale.stages.seed import read_seed_file
+from rationale.validation.checks import ValidationItem, validate_many
 
 TARGET = 60.0  # % of prompt tokens equal to the previous request's prefix
 BLOCK = 16  # vLLM's default KV-cache block size

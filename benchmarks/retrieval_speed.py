@@ -2,7 +2,7 @@
 
 Speed. The baseline is the plain way to do the paper's retrieval: for each query, cosine
 between sparse Python dicts against every pool signature, then a full sort. It is timed on
-a sample of queries and scaled to all of them; the retriever (`rationale.retrieval`) runs
+a sample of queries and scaled to all of them; the retriever (`rationale.prompting.retrieval`) runs
 every query. The pool is the BIRD train gold SQL, repeated up to `--pool-size` entries
 (9428 is the full train set), and every pool entry is also a query.
 
@@ -27,9 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bird.data import load_split
-from rationale.format import Rationale, RationaleStep
-from rationale.records import PoolEntry
-from rationale.retrieval import ShotQuery, build_retriever, sql_signature
+from rationale.chain.format import Rationale, RationaleStep
+from rationale.prompting.retrieval import ShotQuery, build_retriever, sql_signature
+from rationale.records.models import PoolEntry
 
 STRUCTURAL_CLASSES: dict[str, re.Pattern[str]] = {
     "GROUP BY + ORDER BY COUNT + LIMIT": re.compile(r"GROUP BY.*ORDER BY\s+COUNT.*LIMIT", re.S),
@@ -138,7 +138,7 @@ def speed(pool: list[PoolEntry], sample: int, k: int, console: Console) -> None:
     )
     ours = built + retrieved
     table.add_row(
-        "rationale.retrieval",
+        "rationale.prompting.retrieval",
         f"{built:.2f}",
         f"{retrieved:.2f}",
         f"{ours:.2f}",

@@ -38,8 +38,8 @@ from pathlib import Path
 
 from bird.data import BirdSplit, load_split, split_dir_path
 from bird.schema import table_columns
-from rationale.decompose import DecompositionError, decompose_sql
-from rationale.format import Rationale, extract_final_sql, parse_rationale, render_rationale
+from rationale.chain.format import Rationale, extract_final_sql, parse_rationale, render_rationale
+from rationale.decomposer.builder import DecompositionError, decompose_sql
 from rationale.rewards.scoring import (
     DEFAULT_WEIGHTS,
     RewardBreakdown,

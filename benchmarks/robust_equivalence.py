@@ -7,7 +7,7 @@ executable question of a BIRD split this script builds candidates from the gold 
                           construction; any rejection is a false rejection
     regenerated gold      the gold query printed back by sqlglot: equivalent up to
                           sqlglot's printing
-    decomposition         rationale.decompose's symbolic chain of the gold query
+    decomposition         rationale.decomposer.builder's symbolic chain of the gold query
                           (when that module is present): meant to be equivalent
     mutants               wrong-in-general edits: drop one WHERE conjunct, flip a
                           strict/non-strict comparison, INNER JOIN -> LEFT JOIN,
@@ -43,8 +43,8 @@ from sqlglot.errors import SqlglotError
 from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import ExecutionRequest, execute_many
-from rationale.format import Rationale, RationaleStep
-from rationale.robust import RobustConfig, RobustVerdict, robust_equal_many
+from rationale.chain.format import Rationale, RationaleStep
+from rationale.validation.robust import RobustConfig, RobustVerdict, robust_equal_many
 
 Candidate = tuple[str, str]  # (kind, SQL)
 
@@ -115,7 +115,7 @@ def _mutants(tree: exp.Expression) -> Iterator[Candidate]:
 
 def _decomposer() -> Callable[[str], Rationale] | None:
     try:
-        from rationale.decompose import decompose_sql
+        from rationale.decomposer.builder import decompose_sql
     except ImportError:
         return None
     return lambda sql: decompose_sql(sql).rationale

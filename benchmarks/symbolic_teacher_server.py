@@ -32,8 +32,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bird.data import load_split
-from rationale.decompose import DecompositionError, decompose_sql
-from rationale.format import render_rationale
+from rationale.chain.format import render_rationale
+from rationale.decomposer.builder import DecompositionError, decompose_sql
 from rationale.stages.decompose import database_schema
 
 REFUSAL = "I cannot decompose this query."

@@ -27,8 +27,8 @@ def test_wheel_install_runs_seed_and_decompose_elsewhere(train_dir: Path, tmp_pa
     )
     (wheel,) = wheels.glob("sql_rationale-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "rationale/prompts/seeds.jsonl" in names
-    assert "rationale/prompts/teacher_free.j2" in names
+    assert "rationale/prompting/prompts/seeds.jsonl" in names
+    assert "rationale/prompting/prompts/teacher_free.j2" in names
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)

@@ -36,7 +36,7 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class ProgressCallback(TrainerCallback):
+class ProgressLinesCallback(TrainerCallback):
     """Prints `step N/M`, loss, lr, tokens/s and time left on the main process."""
 
     def __init__(self, interval_s: float = 10.0, stream: IO[str] | None = None) -> None:

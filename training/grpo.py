@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.callbacks import ProgressCallback, reward_means
+from training.callbacks import ProgressLinesCallback, reward_means
 from training.errors import TrainingInputError, first_line
 from training.manifest import (
     RECIPE_NAME,
@@ -82,7 +82,7 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
             args=args,
             train_dataset=run.data.train,
             peft_config=get_peft_config(model_config),
-            callbacks=[ProgressCallback(), *callbacks],
+            callbacks=[ProgressLinesCallback(), *callbacks],
         )
     except (OSError, ValueError) as error:
         raise TrainingInputError(

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from training.batching import check_batching, describe_batching
-from training.callbacks import ProgressCallback, format_duration
+from training.callbacks import ProgressLinesCallback, format_duration
 from training.card import write_model_card
 from training.data import TrainingData, check_kind, load_training_data
 from training.errors import TrainingInputError, first_line
@@ -243,7 +243,7 @@ def _run_defaults(
     """Defaults of this entry point that differ from TRL's, for keys the recipe leaves out."""
     decided: dict[str, Any] = {}
     defaults: dict[str, Any] = {
-        "disable_tqdm": True,  # ProgressCallback prints plain lines instead
+        "disable_tqdm": True,  # ProgressLinesCallback prints plain lines instead
         # Every parameter of a causal LM takes part in the loss: DDP need not search for
         # unused ones each step (transformers' default without activation checkpointing).
         "ddp_find_unused_parameters": False,
@@ -337,14 +337,14 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
             train_dataset=run.data.train,
             eval_dataset=run.data.validation,
             peft_config=get_peft_config(model_config),
-            callbacks=[ProgressCallback(), *callbacks],
+            callbacks=[ProgressLinesCallback(), *callbacks],
             plain_loss=run.hardware.accelerator == "cpu",
         )
     except (OSError, ValueError) as error:
         raise TrainingInputError(
             f"cannot set up training of {model_config.model_name_or_path}: {first_line(error)}"
         ) from error
-    # With tqdm off, transformers prints every log dict to stdout; ProgressCallback says it
+    # With tqdm off, transformers prints every log dict to stdout; ProgressLinesCallback says it
     # better on stderr.
     trainer.remove_callback(PrinterCallback)
     return trainer

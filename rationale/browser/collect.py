@@ -23,14 +23,14 @@ from rationale.browser.model import (
     StepView,
     SystemView,
 )
-from rationale.coverage import coverage_table, first_failure, question_coverage
-from rationale.explanation_check import explanation_disagreements
-from rationale.format import FINAL_HEADING, ParseFailure, Rationale, parse_rationale
-from rationale.records import AcceptedRationale, AttemptRecord, ExampleRationale, PoolEntry
+from rationale.chain.format import FINAL_HEADING, ParseFailure, Rationale, parse_rationale
+from rationale.records.coverage import coverage_table, first_failure, question_coverage
+from rationale.records.models import AcceptedRationale, AttemptRecord, ExampleRationale, PoolEntry
 from rationale.run_dir import Record, RecordFileError, RunDir, now_iso, read_jsonl
 from rationale.stages.predict import Prediction
 from rationale.stages.validate import RationaleRecord
-from rationale.validate import ValidationReport
+from rationale.validation.checks import ValidationReport
+from rationale.validation.explanations import explanation_disagreements
 
 # Raw text kept per attempt that was not accepted: enough to see what went wrong.
 ATTEMPT_TEXT_CHARS = 4000

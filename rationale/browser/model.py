@@ -117,6 +117,6 @@ class PageData(BaseModel):
     built: str
     split: str | None = None
     notes: list[str] = []
-    coverage: dict[str, Any] | None = None  # rationale.coverage.CoverageTable, dumped
+    coverage: dict[str, Any] | None = None  # rationale.records.coverage.CoverageTable, dumped
     questions: list[QuestionView] = []
     systems: list[SystemView] = []

@@ -8,7 +8,7 @@ from rich.table import Table
 from rationale.cli.common import console
 from rationale.cli.distill import iteration_rows
 from rationale.cli.stage_command import stage_command
-from rationale.coverage import CoverageTable
+from rationale.records.coverage import CoverageTable
 from rationale.run_dir import RunDir
 from rationale.stages import STAGES
 from rationale.stages.annotate import NAME, AnnotateReport

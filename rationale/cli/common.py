@@ -21,19 +21,19 @@ from rich.markup import escape
 from bird.console import exit_cleanly, table_console
 from bird.data import BirdDataError
 from bird.files import OutputPlaceError
+from rationale.analysis.plots import PlotsUnavailable
 from rationale.browser.collect import BrowserInputError
 from rationale.config import ConfigError
-from rationale.leakage import DatasetLeakageError
 from rationale.llm import GenerationError
 from rationale.llm.models import ModelPreparationError
-from rationale.plots import PlotsUnavailable
-from rationale.retrieval import LeakageError
+from rationale.prompting.retrieval import LeakageError
+from rationale.prompting.task import PromptSettingsError
+from rationale.prompting.templates import PromptTemplateError
+from rationale.records.leakage import DatasetLeakageError
 from rationale.run_dir import InUseError, RecordFileError, RunConfigError
 from rationale.stages.seed import SeedFileError
 from rationale.stages.train import TrainingRefused, TrainingRunFailed, TrainingUnavailable
 from rationale.stages.validate import InputError
-from rationale.task_prompt import PromptSettingsError
-from rationale.templates import PromptTemplateError
 
 console = table_console(stderr=True)
 

@@ -17,8 +17,8 @@ from bird.files import check_output_place
 from rationale.cli.annotate import coverage_table as coverage_rich_table
 from rationale.cli.common import console, reporting_errors
 from rationale.cli.report import report_tables
-from rationale.coverage import coverage_table
-from rationale.pipeline import StepOutcome, load_pipeline, run_pipeline
+from rationale.pipeline.runner import StepOutcome, load_pipeline, run_pipeline
+from rationale.records.coverage import coverage_table
 from rationale.run_dir import RunDir
 from rationale.stages.annotate import AnnotateReport
 from rationale.stages.distill import DistillReport

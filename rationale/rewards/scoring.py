@@ -39,9 +39,9 @@ from sqlglot.errors import SqlglotError
 from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult
 from bird.gold_cache import ExecutionLimits, GoldCache, default_gold_cache_dir
 from bird.schema import table_columns
-from rationale.decompose import DecompositionError, decompose_sql
-from rationale.format import ParseFailure, Rationale, extract_final_sql, parse_rationale
-from rationale.validate import referenced_names
+from rationale.chain.format import ParseFailure, Rationale, extract_final_sql, parse_rationale
+from rationale.decomposer.builder import DecompositionError, decompose_sql
+from rationale.validation.checks import referenced_names
 
 RewardKind = Literal["cot", "nocot"]
 COMPONENTS: tuple[str, ...] = ("format", "execution", "steps", "step_match")

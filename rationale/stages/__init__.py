@@ -8,7 +8,7 @@ Every stage is one module with one pydantic config and one `run` function:
 A pipeline stage reads and writes records in a run directory (`rationale.run_dir`),
 records its resolved config and a manifest there, and resumes what a kill interrupted.
 A tool reads and writes the files it is given. `STAGES` lists the run-directory stages in
-the order of their first step in `rationale run` (`rationale.pipeline` composes the steps:
+the order of their first step in `rationale run` (`rationale.pipeline.runner` composes the steps:
 export runs once per dataset kind, and the tools `train`, `predict` and `report` run on the
 run directory's folders); the command line derives every stage's options from its config.
 """

@@ -3,9 +3,9 @@
 Takes every executable train example that neither the pool (seeds, teacher) nor an
 earlier annotation round covers, and that the audit did not quarantine; asks the trained
 rationalization model with (schema, evidence, question, gold SQL) exactly as its training
-data was built (`rationale.task_prompt`); judges every sample with the validator
+data was built (`rationale.prompting.task`); judges every sample with the validator
 distillation uses; accepts one per example by the same rule. Rounds, resumption and the
-stopping rule are distillation's (`rationale.rounds`).
+stopping rule are distillation's (`rationale.records.rounds`).
 
 Writes annotate/attempts.jsonl, annotate/rationales.jsonl (accepted rationales with the
 same provenance fields as distillation's), annotate/timings.jsonl and annotate/report.json
@@ -22,21 +22,21 @@ from pydantic import BaseModel, Field
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample
-from rationale.coverage import CoverageTable, coverage_table
-from rationale.judge import PromptedExample
 from rationale.llm import ChatBackend
-from rationale.records import AcceptedRationale, PoolEntry
-from rationale.rounds import IterationRow, Output, RoundConfig, RoundLoop
-from rationale.run_dir import RunConfigError, RunDir, read_jsonl, write_text_atomic
-from rationale.stages.audit import quarantined
-from rationale.task_prompt import (
+from rationale.prompting.task import (
     TEMPLATES,
     PromptOptions,
     PromptSettings,
     TaskPrompter,
     prompter_for,
 )
-from rationale.templates import template_files
+from rationale.prompting.templates import template_files
+from rationale.records.coverage import CoverageTable, coverage_table
+from rationale.records.models import AcceptedRationale, PoolEntry
+from rationale.records.rounds import IterationRow, Output, RoundConfig, RoundLoop
+from rationale.run_dir import RunConfigError, RunDir, read_jsonl, write_text_atomic
+from rationale.stages.audit import quarantined
+from rationale.validation.judge import PromptedExample
 
 NAME = "annotate"
 KIND = "rationalizer"

@@ -1,7 +1,7 @@
 """The decompose tool: every gold query of a BIRD split as a rationale, validated, with coverage.
 
 Examples whose database is absent still decompose (the chain must parse and assemble)
-and are reported as not validated. Validation goes through `rationale.validate`, which
+and are reported as not validated. Validation goes through `rationale.validation.checks`, which
 runs every query through `bird.executor` and compares with the official set rule; each
 distinct gold query executes once. A structured chain that fails validation is replaced
 by the one-step chain (whole gold query as step1), which is validated in its turn, so the
@@ -22,8 +22,9 @@ from sqlglot.errors import SqlglotError
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
 from bird.schema import table_columns
+from rationale.chain.format import Rationale, RationaleStep, render_rationale
 from rationale.config import OUTPUT_FILE, SplitDir, StageConfig
-from rationale.decompose import (
+from rationale.decomposer.builder import (
     DIALECT,
     Decomposition,
     DecompositionError,
@@ -31,7 +32,6 @@ from rationale.decompose import (
     decompose_sql,
     fallback_decomposition,
 )
-from rationale.format import Rationale, RationaleStep, render_rationale
 from rationale.run_dir import rewrite_jsonl
 
 NAME = "decompose"
@@ -188,7 +188,7 @@ def _validate(
     progress: ProgressCallback,
 ):
     # imported here: validation needs the executor, decomposition alone does not
-    from rationale.validate import ValidationItem, validate_many
+    from rationale.validation.checks import ValidationItem, validate_many
 
     items = [
         ValidationItem(

@@ -36,24 +36,24 @@ from pydantic import BaseModel, Field
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, load_split
 from bird.schema import load_schema, render_schema
-from rationale.decompose import DecompositionError, decompose_sql
-from rationale.format import Rationale
-from rationale.judge import PromptedExample
-from rationale.leakage import refuse_evaluation_split
+from rationale.chain.format import Rationale
+from rationale.decomposer.builder import DecompositionError, decompose_sql
 from rationale.llm import ChatBackend
-from rationale.records import AcceptedRationale, PoolEntry, ShotRef
-from rationale.retrieval import ShotQuery, build_retriever
-from rationale.rounds import IterationRow, Output, PassTiming, RoundConfig, RoundLoop
-from rationale.run_dir import RunConfigError, RunDir, read_jsonl, write_text_atomic
-from rationale.stages.decompose import database_schema
-from rationale.teacher_prompt import (
+from rationale.prompting.retrieval import ShotQuery, build_retriever
+from rationale.prompting.teacher import (
     MODE_TEMPLATES,
     SKELETON_PLACEHOLDER,
     SYSTEM_TEMPLATE,
     TeacherPrompt,
     build_teacher_prompt,
 )
-from rationale.templates import template_files
+from rationale.prompting.templates import template_files
+from rationale.records.leakage import refuse_evaluation_split
+from rationale.records.models import AcceptedRationale, PoolEntry, ShotRef
+from rationale.records.rounds import IterationRow, Output, PassTiming, RoundConfig, RoundLoop
+from rationale.run_dir import RunConfigError, RunDir, read_jsonl, write_text_atomic
+from rationale.stages.decompose import database_schema
+from rationale.validation.judge import PromptedExample
 
 NAME = "distill"
 PromptModeName = Literal["free", "skeleton"]

@@ -10,7 +10,7 @@
 
 The two student datasets hold the same questions, so CoT and no-CoT students are compared
 on equal data. Records are conversational prompt/completion pairs (TRL's format), the
-prompt rendered by `rationale.task_prompt` with the schema cut to a token budget of the
+prompt rendered by `rationale.prompting.task` with the schema cut to a token budget of the
 model's tokenizer, exactly as annotation and prediction will ask. A held-out share of
 questions becomes the `validation` split (evaluation loss during training).
 
@@ -22,7 +22,7 @@ Written into one folder, replaced atomically on every export:
                             coverage by source, template hashes, prompts cut)
     <out>/export.json       kind, counts, template hash, budget, inputs with sha256
 
-The leakage guard (`rationale.leakage`) refuses any dev or test question or database.
+The leakage guard (`rationale.records.leakage`) refuses any dev or test question or database.
 """
 
 from __future__ import annotations
@@ -43,12 +43,8 @@ from bird.console import ProgressCallback, no_progress
 from bird.data import BirdSplit, data_origin, load_split
 from bird.schema import SchemaStyle
 from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
-from rationale.leakage import check_training_records, heldout_databases
 from rationale.llm.types import ChatMessage
-from rationale.records import AcceptedRationale, ExampleRationale, PoolEntry, RationaleSource
-from rationale.run_dir import RunConfigError, RunDir, input_file, now_iso, read_jsonl, rewrite_jsonl
-from rationale.stages.audit import quarantined
-from rationale.task_prompt import (
+from rationale.prompting.task import (
     TASK_KINDS,
     TEMPLATES,
     TaskKind,
@@ -57,6 +53,10 @@ from rationale.task_prompt import (
     load_tokenizer,
     task_template_hash,
 )
+from rationale.records.leakage import check_training_records, heldout_databases
+from rationale.records.models import AcceptedRationale, ExampleRationale, PoolEntry, RationaleSource
+from rationale.run_dir import RunConfigError, RunDir, input_file, now_iso, read_jsonl, rewrite_jsonl
+from rationale.stages.audit import quarantined
 
 NAME = "export"
 ExportKind = Literal["rationalizer", "student-cot", "student-nocot", "grpo"]

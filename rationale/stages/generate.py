@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bird.console import ProgressCallback, no_progress
 from rationale.config import OUTPUT_FILE, StageConfig
 from rationale.llm import ChatBackend, GenerationStats, iter_generate
-from rationale.llm.config import BackendConfig
+from rationale.llm.settings import BackendConfig
 from rationale.llm.types import (
     ChatMessage,
     FinishReason,

@@ -2,8 +2,8 @@
 
 Each question is asked in exactly the format the student was trained on (the export's
 template and token budget, found through the model folder's training manifest; see
-`rationale.task_prompt`), once greedily and, with `samples` > 0, `samples` more times at a
-temperature. From every output the SQL is taken (`rationale.format.extract_final_sql`: the
+`rationale.prompting.task`), once greedily and, with `samples` > 0, `samples` more times at a
+temperature. From every output the SQL is taken (`rationale.chain.format.extract_final_sql`: the
 assembled CTE chain of a CoT answer, the SQL block of a plain one). Every candidate runs
 in the sandbox (worker processes, time-limited) and the candidates vote:
 
@@ -48,17 +48,24 @@ from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult
 from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache
 from bird.predictions import OFFICIAL_SEPARATOR
-from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
-from rationale.format import (
+from rationale.chain.format import (
     FINAL_HEADING,
     ParseFailure,
     Rationale,
     extract_final_sql,
     parse_rationale,
 )
+from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
 from rationale.llm import GenerationRequest, GenerationResult, GenerationStats, iter_generate
-from rationale.llm.config import BackendConfig
+from rationale.llm.settings import BackendConfig
 from rationale.llm.types import SamplingParams
+from rationale.prompting.task import (
+    PromptOptions,
+    PromptSettings,
+    TaskKind,
+    prompter_for,
+    task_template_hash,
+)
 from rationale.run_dir import (
     JsonlAppender,
     RunConfigError,
@@ -67,13 +74,6 @@ from rationale.run_dir import (
     now_iso,
     read_jsonl,
     software_versions,
-)
-from rationale.task_prompt import (
-    PromptOptions,
-    PromptSettings,
-    TaskKind,
-    prompter_for,
-    task_template_hash,
 )
 
 NAME = "predict"

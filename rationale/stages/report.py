@@ -5,7 +5,7 @@ for all files), together with the gold queries themselves as a prediction: the c
 that the same execution limits allow. When the files answer only part of the split (a
 `--db` or `--limit` run), every system is scored on the questions all of them answer.
 Pairs of systems are compared on the same questions: questions won and lost, McNemar's
-exact test and a paired bootstrap interval of the EX difference (`rationale.significance`).
+exact test and a paired bootstrap interval of the EX difference (`rationale.analysis.significance`).
 
 Writes into `out`: report.json (per system EX and soft-F1 by difficulty, the shape of
 `bird evaluate`'s summary; the gold ceiling; the comparisons; the split file's sha256, so
@@ -33,12 +33,18 @@ from bird.evaluation import (
 from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache, default_gold_cache_dir
 from bird.predictions import read_prediction_file
+from rationale.analysis.limits import (
+    SystemLimits,
+    TrainedModel,
+    model_notes,
+    system_limits,
+    trained_model,
+)
+from rationale.analysis.plots import learning_curves, metric_by_difficulty, paired_outcomes
+from rationale.analysis.significance import PairedComparison, compare
 from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
-from rationale.coverage import CoverageTable, coverage_table
-from rationale.limits import SystemLimits, TrainedModel, model_notes, system_limits, trained_model
-from rationale.plots import learning_curves, metric_by_difficulty, paired_outcomes
+from rationale.records.coverage import CoverageTable, coverage_table
 from rationale.run_dir import RunDir, file_sha256, now_iso
-from rationale.significance import PairedComparison, compare
 from rationale.stages.validate import InputError
 
 NAME = "report"

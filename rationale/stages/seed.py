@@ -24,13 +24,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
+from rationale.chain.format import Rationale, RationaleStep
 from rationale.config import SeedFile, SplitDir, StageConfig
-from rationale.format import Rationale, RationaleStep
-from rationale.leakage import refuse_evaluation_split
-from rationale.records import PoolEntry
+from rationale.prompting.templates import PROMPTS_DIR
+from rationale.records.leakage import refuse_evaluation_split
+from rationale.records.models import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl, write_text_atomic
-from rationale.templates import PROMPTS_DIR
-from rationale.validate import ValidationItem, validate_many
+from rationale.validation.checks import ValidationItem, validate_many
 
 NAME = "seed"
 DEFAULT_SEEDS = PROMPTS_DIR / "seeds.jsonl"

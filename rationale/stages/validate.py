@@ -11,11 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import load_split
+from rationale.chain.format import Rationale, RationaleStep
 from rationale.config import OUTPUT_FILE, SplitDir, StageConfig
-from rationale.format import Rationale, RationaleStep
-from rationale.robust import RobustConfig
 from rationale.run_dir import rewrite_jsonl
-from rationale.validate import CHECK_NAMES, ValidationItem, validate_many
+from rationale.validation.checks import CHECK_NAMES, ValidationItem, validate_many
+from rationale.validation.robust import RobustConfig
 
 NAME = "validate"
 

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import execute_sql
+from rationale.chain.format import Rationale, parse_rationale
 from rationale.cli import app
-from rationale.decompose import DecompositionError, decompose_sql
-from rationale.format import Rationale, parse_rationale
+from rationale.decomposer.builder import DecompositionError, decompose_sql
 from rationale.stages.decompose import (
     DecompositionRecord,
     coverage,

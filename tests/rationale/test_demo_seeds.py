@@ -13,9 +13,9 @@ import pytest
 
 from bird.data import BirdSplit, load_split
 from bird.demo import SEEDS_PATH, materialize
-from rationale.robust import RobustConfig
 from rationale.stages.seed import SeedRecord, read_seed_file
-from rationale.validate import CHECK_NAMES, ValidationItem, validate_many
+from rationale.validation.checks import CHECK_NAMES, ValidationItem, validate_many
+from rationale.validation.robust import RobustConfig
 
 SEED_PATTERNS = {
     "multi_way_join",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rationale import embeddings
-from rationale.embeddings import (
+from rationale.prompting import embeddings
+from rationale.prompting.embeddings import (
     EmbeddingModelMissing,
     QuestionEmbedder,
     default_embedder,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlglot
 
-from rationale.explain import Phraser, join_words
+from rationale.decomposer.explain import Phraser, join_words
 
 PHRASER = Phraser({"T1": "superhero", "T2": "publisher"})
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from bird.demo import SEEDS_PATH as DEMO_SEEDS
-from rationale.explanation_check import explanation_disagreements
-from rationale.format import Rationale, RationaleStep
+from rationale.chain.format import Rationale, RationaleStep
 from rationale.stages.seed import read_seed_file
+from rationale.validation.explanations import explanation_disagreements
 
-SEEDS = Path(__file__).resolve().parents[2] / "rationale" / "prompts" / "seeds.jsonl"
+SEEDS = Path(__file__).resolve().parents[2] / "rationale" / "prompting" / "prompts" / "seeds.jsonl"
 
 
 def _one_step(explanation: str, sql: str, final: str = "") -> Rationale:
@@ -103,7 +103,7 @@ def test_validation_flags_a_disagreeing_explanation_and_strict_validation_fails_
 ) -> None:
     """Reported everywhere checks are: a ValidationReport outcome that is "flagged" (the
     rationale stays valid) or, with strict_explanations, "failed"."""
-    from rationale.validate import ValidationItem, validate_many
+    from rationale.validation.checks import ValidationItem, validate_many
 
     gold = "SELECT BrandName FROM rootbeerbrand WHERE FirstBrewedYear = 1919"
     good = _one_step("Keep the brands first brewed in 1919.", gold.replace("BrandName", "*"))

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from bird.executor import execute_sql
-from rationale.format import (
+from rationale.chain.format import (
     Rationale,
     RationaleStep,
     parse_rationale,

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bird.executor import execute_sql
-from rationale.format import (
+from rationale.chain.format import (
     ParseFailure,
     Rationale,
     RationaleStep,

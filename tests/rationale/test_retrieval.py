@@ -16,10 +16,9 @@ import sqlglot
 from sqlglot import exp
 
 from bird.data import BirdExample, BirdSplit
-from rationale.embeddings import EmbeddingModelMissing, QuestionEmbedder, default_embedder
-from rationale.format import Rationale, RationaleStep
-from rationale.records import PoolEntry
-from rationale.retrieval import (
+from rationale.chain.format import Rationale, RationaleStep
+from rationale.prompting.embeddings import EmbeddingModelMissing, QuestionEmbedder, default_embedder
+from rationale.prompting.retrieval import (
     LeakageError,
     Retriever,
     ShotQuery,
@@ -29,6 +28,7 @@ from rationale.retrieval import (
     build_retriever,
     sql_signature,
 )
+from rationale.records.models import PoolEntry
 
 GROUP_ORDER_COUNT_LIMIT = re.compile(r"GROUP BY .* ORDER BY COUNT\(.*\) .*LIMIT", re.S)
 PERCENTAGE = re.compile(r"CAST\(.* AS REAL\) \* 100 /", re.S)

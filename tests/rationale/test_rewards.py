@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from bird.data import BirdExample, BirdSplit, load_split, split_dir_path
 from bird.schema import table_columns
-from rationale.decompose import decompose_sql
-from rationale.format import Rationale, RationaleStep, render_rationale
+from rationale.chain.format import Rationale, RationaleStep, render_rationale
+from rationale.decomposer.builder import decompose_sql
 from rationale.rewards import functions
 from rationale.rewards.scoring import RewardLimits, RewardQuestion, RewardScorer, carries
 

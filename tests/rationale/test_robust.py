@@ -9,9 +9,9 @@ import pytest
 
 from bird.compare import ex_match
 from bird.executor import execute_sql
-from rationale.format import Rationale, RationaleStep
-from rationale.robust import RobustConfig, perturbed_copy, robust_equal
-from rationale.validate import validate_rationale
+from rationale.chain.format import Rationale, RationaleStep
+from rationale.validation.checks import validate_rationale
+from rationale.validation.robust import RobustConfig, perturbed_copy, robust_equal
 
 SAURON_PUBLISHER = (
     "SELECT T2.publisher_name FROM superhero AS T1 INNER JOIN publisher AS T2 "
@@ -156,7 +156,7 @@ def test_permute_rejects_a_dropped_condition_that_no_real_row_violates(
 def test_copies_without_a_cache_folder_are_removed(superhero_db: Path) -> None:
     import tempfile
 
-    from rationale.robust import robust_equal_many
+    from rationale.validation.robust import robust_equal_many
 
     def leftovers() -> set[Path]:
         return set(Path(tempfile.gettempdir()).glob("sql-rationale-robust*"))

@@ -1,4 +1,4 @@
-"""The hand-written seed rationales in rationale/prompts/seeds.jsonl.
+"""The hand-written seed rationales in rationale/prompting/prompts/seeds.jsonl.
 
 Every seed must name a real train question, parse into a rationale that assembles into
 one SQLite query, read only tables its gold query reads, cover the patterns the seed pool
@@ -19,8 +19,8 @@ from sqlglot import exp
 from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import execute_sql
-from rationale.decompose import decompose_sql
-from rationale.format import Rationale
+from rationale.chain.format import Rationale
+from rationale.decomposer.builder import decompose_sql
 from rationale.stages.seed import DEFAULT_SEEDS
 
 SEEDS = DEFAULT_SEEDS

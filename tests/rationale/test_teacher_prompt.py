@@ -1,7 +1,7 @@
 """Teacher prompts: content, layout for prefix caching, template provenance, request order.
 
 Prompts are built from the real BIRD files (schemas of the real databases, real questions)
-and real seed rationales from rationale/prompts/seeds.jsonl as few-shot examples.
+and real seed rationales from rationale/prompting/prompts/seeds.jsonl as few-shot examples.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ import pytest
 
 from bird.data import BirdExample, BirdSplit
 from bird.schema import load_schema, render_schema
-from rationale.decompose import decompose_sql
-from rationale.format import Rationale, parse_rationale, render_rationale
+from rationale.chain.format import Rationale, parse_rationale, render_rationale
+from rationale.decomposer.builder import decompose_sql
 from rationale.llm.models import TINY_MODEL_NAME, prepare_model
-from rationale.records import PoolEntry
-from rationale.teacher_prompt import (
+from rationale.prompting.teacher import (
     SKELETON_PLACEHOLDER,
     TeacherPrompt,
     build_teacher_prompt,
     prefix_reuse_order,
 )
-from rationale.templates import PROMPTS_DIR, PromptTemplateError
+from rationale.prompting.templates import PROMPTS_DIR, PromptTemplateError
+from rationale.records.models import PoolEntry
 
 
 @pytest.fixture(scope="module")

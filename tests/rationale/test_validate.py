@@ -10,9 +10,9 @@ from typer.testing import CliRunner
 
 from bird.data import load_split
 from bird.executor import execute_sql
+from rationale.chain.format import Rationale, RationaleStep, render_rationale
 from rationale.cli import app
-from rationale.format import Rationale, RationaleStep, render_rationale
-from rationale.validate import (
+from rationale.validation.checks import (
     CHECK_NAMES,
     ValidationItem,
     ValidationReport,

@@ -23,8 +23,8 @@ from sqlglot import exp
 
 from bird.data import BirdExample, load_split
 from bird.schema import DatabaseSchema, load_schema, render_schema
-from rationale.decompose import decompose_sql
-from rationale.format import render_rationale
+from rationale.chain.format import render_rationale
+from rationale.decomposer.builder import decompose_sql
 from training.manifest import TrainingManifest
 from training.sft import train
 
@@ -81,7 +81,7 @@ def make_record(kind: Kind, example: BirdExample, schema: DatabaseSchema, mode: 
         source, generator = "gold", "BIRD gold SQL"
     else:
         completion = render_rationale(decompose_sql(example.sql).rationale)
-        source, generator = "teacher", "rationale.decompose (symbolic decomposer)"
+        source, generator = "teacher", "rationale.decomposer.builder (symbolic decomposer)"
     return {
         "prompt": [
             {"role": "system", "content": SYSTEM_PROMPTS[kind]},

@@ -141,7 +141,7 @@ def test_a_grpo_recipe_without_reward_functions_or_on_sft_data_is_refused(
 def test_a_grpo_model_is_asked_as_the_cot_student_it_was_trained_from(grpo_export: Path) -> None:
     """Prediction reads the prompt settings of the dataset a model was trained on: a GRPO
     dataset holds CoT prompts, so its model answers CoT prompts and nothing else."""
-    from rationale.task_prompt import PromptSettingsError, dataset_prompt_settings
+    from rationale.prompting.task import PromptSettingsError, dataset_prompt_settings
 
     settings = dataset_prompt_settings(grpo_export, "student-cot")
     recorded = json.loads((grpo_export / "export.json").read_text())

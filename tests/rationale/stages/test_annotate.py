@@ -14,7 +14,7 @@ from typing import Any
 from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import ExecutionRequest, execute_many
-from rationale.records import AcceptedRationale, AttemptRecord, PoolEntry
+from rationale.records.models import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 from rationale.stages.annotate import AnnotateConfig
 from rationale.stages.annotate import run as annotate

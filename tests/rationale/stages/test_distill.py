@@ -23,14 +23,14 @@ from typing import Any
 
 import pytest
 
-from rationale.records import AcceptedRationale, AttemptRecord, PoolEntry
-from rationale.retrieval import LeakageError
+from rationale.prompting.retrieval import LeakageError
+from rationale.records.models import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl
 from rationale.stages.distill import DistillConfig, DistillReport
 from rationale.stages.distill import run as run_distill
 from rationale.stages.seed import SeedConfig
 from rationale.stages.seed import run as run_seed
-from rationale.validate import ValidationItem, validate_many
+from rationale.validation.checks import ValidationItem, validate_many
 
 RATIONALE_CLI = Path(sys.executable).parent / "rationale"
 

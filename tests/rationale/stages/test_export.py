@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rationale.format import parse_rationale
-from rationale.leakage import DatasetLeakageError
+from rationale.chain.format import parse_rationale
 from rationale.llm.models import TINY_MODEL_NAME, prepare_model
-from rationale.records import PoolEntry
+from rationale.prompting.task import task_prompt
+from rationale.records.leakage import DatasetLeakageError
+from rationale.records.models import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl
 from rationale.stages.export import ExportConfig
 from rationale.stages.export import run as export
 from rationale.stages.seed import SeedConfig
 from rationale.stages.seed import run as seed
-from rationale.task_prompt import task_prompt
 
 BUDGET = 700  # tokens: below beer_factory's full schema, so some prompts are cut
 
@@ -219,7 +219,7 @@ def test_a_prompt_over_the_budget_even_with_the_shortest_schema_is_left_out_and_
     seeded_run: RunDir, train_dir: Path, tmp_path: Path, tokenizer
 ) -> None:
     from bird.data import load_split
-    from rationale.task_prompt import _MIN_SCHEMA_CHARS, TaskPrompter
+    from rationale.prompting.task import _MIN_SCHEMA_CHARS, TaskPrompter
 
     split = load_split(train_dir)
     pool = read_jsonl(seeded_run.pool_path(0), PoolEntry)
@@ -294,7 +294,7 @@ def test_the_prompt_budget_is_counted_with_the_trained_models_tokenizer(tmp_path
     """No silent default: the tokenizer is given, or read from the recipe that will train
     on the dataset, or (with a prompt budget) the export is refused; a pipeline fills in
     each dataset's own recipe or model."""
-    from rationale.pipeline import build_steps, load_pipeline
+    from rationale.pipeline.runner import build_steps, load_pipeline
     from training.recipe import find_recipe, read_recipe_file
 
     with pytest.raises(ValueError, match=r"give --tokenizer MODEL .* or --recipe RECIPE"):

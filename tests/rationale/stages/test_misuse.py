@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rationale.records import AcceptedRationale, AttemptRecord, PoolEntry
+from rationale.records.models import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 from rationale.stages.seed import SeedConfig
 from rationale.stages.seed import run as run_seed

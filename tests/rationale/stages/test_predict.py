@@ -17,7 +17,7 @@ from bird.data import load_split
 from bird.evaluation import EvaluationOptions, evaluate
 from bird.executor import ExecutionRequest, execute_many
 from bird.gold_cache import GoldCache
-from rationale.format import Rationale, RationaleStep, parse_rationale
+from rationale.chain.format import Rationale, RationaleStep, parse_rationale
 from rationale.llm.models import TINY_MODEL_NAME
 from rationale.run_dir import read_jsonl
 from rationale.stages.predict import (

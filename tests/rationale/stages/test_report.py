@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from rationale.analysis.significance import mcnemar_exact, paired_bootstrap
 from rationale.cli import app
-from rationale.significance import mcnemar_exact, paired_bootstrap
 from rationale.stages.report import ReportConfig
 from rationale.stages.report import run as report
 

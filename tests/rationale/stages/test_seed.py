@@ -12,8 +12,8 @@ import pytest
 from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import execute_sql
-from rationale.leakage import DatasetLeakageError
-from rationale.records import PoolEntry
+from rationale.records.leakage import DatasetLeakageError
+from rationale.records.models import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl
 from rationale.stages.seed import DEFAULT_SEEDS, SeedConfig, SeedFileError, read_seed_file
 from rationale.stages.seed import run as run_seed

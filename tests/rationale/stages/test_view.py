@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from bird.data import BirdSplit, load_split
-from rationale.format import Rationale
-from rationale.records import AttemptRecord, PoolEntry
+from rationale.chain.format import Rationale
+from rationale.records.models import AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 from rationale.stages.distill import DistillConfig
 from rationale.stages.distill import run as run_distill

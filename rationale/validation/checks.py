@@ -9,7 +9,7 @@ One outcome per check, in this order:
                              the final query reads only tables and steps
     all_steps_used           every step feeds the final query (directly or via later steps)
     explanation_agrees       the numbers, dates, quoted values and `names` each explanation
-                             names are ones its SQL uses (rationale.explanation_check);
+                             names are ones its SQL uses (rationale.validation.explanations);
                              "flagged", not failed, unless strict_explanations
     steps_execute            every step's query runs without error within the time limit
     steps_nonempty           every step returns rows where the gold query returns rows
@@ -39,9 +39,9 @@ from sqlglot.errors import SqlglotError
 from bird.compare import ex_match
 from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult, execute_many
 from bird.gold_cache import ExecutionLimits, GoldCache
-from rationale.explanation_check import explanation_disagreements
-from rationale.format import ParseFailure, Rationale, parse_rationale
-from rationale.robust import RobustConfig, robust_equal_many
+from rationale.chain.format import ParseFailure, Rationale, parse_rationale
+from rationale.validation.explanations import explanation_disagreements
+from rationale.validation.robust import RobustConfig, robust_equal_many
 
 CheckName = Literal[
     "parses",

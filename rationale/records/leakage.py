@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from bird.data import EVALUATION_DATABASES, BirdSplit, is_evaluation_split, load_split
-from rationale.records import ExampleRationale
+from rationale.records.models import ExampleRationale
 
 
 class DatasetLeakageError(ValueError):

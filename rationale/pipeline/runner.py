@@ -162,7 +162,7 @@ class PipelineState(BaseModel):
 
 
 def shipped_pipelines() -> dict[str, Path]:
-    folder = resources.files("rationale") / "pipelines"
+    folder = resources.files("rationale.pipeline") / "files"
     return {Path(e.name).stem: Path(str(e)) for e in folder.iterdir() if e.name.endswith(".yaml")}
 
 

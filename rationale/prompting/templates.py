@@ -22,10 +22,10 @@ import jinja2
 import jinja2.meta
 from pydantic import BaseModel, ConfigDict
 
+from rationale.chain.markdown import fence_for
 from rationale.llm.types import ChatMessage
-from rationale.markdown import fence_for
 
-PROMPTS_DIR = Path(str(resources.files("rationale") / "prompts"))
+PROMPTS_DIR = Path(str(resources.files("rationale.prompting") / "prompts"))
 
 
 class PromptTemplateError(RuntimeError):

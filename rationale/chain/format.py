@@ -36,7 +36,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlglot.tokens import TokenType
 
-from rationale.markdown import (
+from rationale.chain.markdown import (
     Fence,
     FinalHeading,
     ProseLine,
@@ -46,7 +46,7 @@ from rationale.markdown import (
     fence_for,
     lex,
 )
-from rationale.sql_text import (
+from rationale.chain.sql_text import (
     split_with_clause,
     statement_count,
     strip_trailing_semicolons,

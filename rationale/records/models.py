@@ -2,7 +2,7 @@
 model made, and the rationales a stage accepted with their provenance.
 
 Every record names the split its question comes from, so that train data is never built
-from dev or test questions (the leakage guard in `rationale.retrieval` and the export
+from dev or test questions (the leakage guard in `rationale.prompting.retrieval` and the export
 check it), and every rationale says what produced it (seed file, symbolic decomposer,
 teacher LLM, rationalization model).
 """
@@ -15,9 +15,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from bird.data import BirdExample
-from rationale.format import Rationale, render_rationale
+from rationale.chain.format import Rationale, render_rationale
 from rationale.llm import SamplingParams
-from rationale.validate import ValidationReport
+from rationale.validation.checks import ValidationReport
 
 RationaleSource = Literal["seed", "decompose", "teacher", "rationalizer"]
 PoolSource = RationaleSource  # the name the pool's readers know

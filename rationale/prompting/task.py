@@ -1,6 +1,7 @@
 """Prompts of the models the pipeline trains: the rationalization model and the students.
 
-One template pair per kind in `rationale/prompts/`, rendered by `rationale.templates`:
+One template pair per kind in `rationale/prompting/prompts/`, rendered by
+`rationale.prompting.templates`:
 
     rationalizer    (schema, evidence, question, gold SQL) -> rationale
     student-cot     (schema, evidence, question)           -> rationale; its steps assemble
@@ -25,9 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bird.data import BirdExample, BirdSplit
 from bird.schema import DatabaseSchema, SchemaStyle, load_schema, render_schema
-from rationale.format import Rationale, render_rationale
+from rationale.chain.format import Rationale, render_rationale
 from rationale.llm.models import ModelPreparationError
-from rationale.templates import RenderedChat, render_chat, sql_block, template_hash
+from rationale.prompting.templates import RenderedChat, render_chat, sql_block, template_hash
 
 TaskKind = Literal["rationalizer", "student-cot", "student-nocot"]
 TASK_KINDS: tuple[TaskKind, ...] = get_args(TaskKind)

@@ -1,7 +1,7 @@
 """Titles and explanations of the symbolic decomposer's steps, from templates.
 
 Each sentence names the tables, the conditions in words, the grouping keys and the
-aggregates of its step (through `rationale.explain.Phraser`), so that the decomposer's
+aggregates of its step (through `rationale.decomposer.explain.Phraser`), so that the decomposer's
 rationales are a specific baseline for the LLM stages to beat, not boilerplate.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from rationale.explain import Phraser, join_words
-from rationale.sql_ast import is_step_ref, nested_queries, snake_name, to_sql
+from rationale.chain.sql_ast import is_step_ref, nested_queries, snake_name, to_sql
+from rationale.decomposer.explain import Phraser, join_words
 
 
 def base_title(select: exp.Select, purpose: str) -> str:

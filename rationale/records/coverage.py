@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from bird.audit import AuditFinding
 from bird.data import BirdSplit
-from rationale.records import AcceptedRationale, AttemptRecord, PoolEntry
+from rationale.records.models import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
-from rationale.validate import CHECK_NAMES
+from rationale.validation.checks import CHECK_NAMES
 
 SOURCES = ("seed", "decompose", "teacher", "rationalizer")
 

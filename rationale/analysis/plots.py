@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rationale.significance import PairedComparison
+from rationale.analysis.significance import PairedComparison
 
 
 class PlotsUnavailable(RuntimeError):

@@ -1,4 +1,4 @@
-"""Teacher prompts for distillation, rendered through `rationale.templates`.
+"""Teacher prompts for distillation, rendered through `rationale.prompting.templates`.
 
 Two modes. `free` is the paper's prompt: the teacher sees the question, evidence, schema and
 gold SQL plus retrieved few-shot rationales, and decomposes the gold query itself.
@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Literal
 
 from bird.data import BirdExample
-from rationale.format import Rationale, RationaleStep, render_rationale
-from rationale.records import PoolEntry
-from rationale.templates import RenderedChat, render_chat
+from rationale.chain.format import Rationale, RationaleStep, render_rationale
+from rationale.prompting.templates import RenderedChat, render_chat
+from rationale.records.models import PoolEntry
 
 PromptMode = Literal["free", "skeleton"]
 

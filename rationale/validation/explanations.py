@@ -36,7 +36,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 from sqlglot.tokens import Tokenizer, TokenType
 
-from rationale.format import Rationale
+from rationale.chain.format import Rationale
 
 FactKind = Literal["number", "date", "string", "name"]
 

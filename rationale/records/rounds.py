@@ -8,9 +8,9 @@ Each round k (1, 2, ...):
    what it accepted itself);
 2. each is asked with the stage's prompt; round 1 is one greedy sample (with
    `greedy_first`), later rounds draw `samples` at `temperature`;
-3. every sample is judged (`rationale.judge`: parsed once, validated once against the gold
-   query, in worker processes: model SQL is untrusted) and written to attempts.jsonl;
-4. one valid sample per example is accepted (`rationale.records.accept`) and written to
+3. every sample is judged (`rationale.validation.judge`: parsed once, validated once against
+   the gold query, in worker processes: model SQL is untrusted) and written to attempts.jsonl;
+4. one valid sample per example is accepted (`rationale.records.models.accept`) and written to
    the stage's outputs (rationales.jsonl, and for distillation the pool file of round k).
 
 The loop stops when a round's coverage gain falls under `min_gain` points (from
@@ -40,10 +40,8 @@ from bird.console import ProgressCallback
 from bird.data import BirdExample, load_split
 from bird.executor import ExecutionPool
 from bird.gold_cache import GoldCache
+from rationale.chain.format import FINAL_HEADING
 from rationale.config import SplitDir, StageConfig
-from rationale.format import FINAL_HEADING
-from rationale.judge import Judge, PromptedExample, Refusal
-from rationale.leakage import refuse_evaluation_split
 from rationale.llm import (
     ChatBackend,
     GenerationRequest,
@@ -52,8 +50,10 @@ from rationale.llm import (
     SamplingParams,
     iter_generate,
 )
-from rationale.llm.config import BackendConfig, RoundSampling
-from rationale.records import (
+from rationale.llm.settings import BackendConfig, RoundSampling
+from rationale.prompting.teacher import prefix_reuse_order
+from rationale.records.leakage import refuse_evaluation_split
+from rationale.records.models import (
     AcceptedRationale,
     AcceptRule,
     AttemptRecord,
@@ -61,7 +61,7 @@ from rationale.records import (
     accept,
 )
 from rationale.run_dir import JsonlAppender, RunDir, read_jsonl, rewrite_jsonl
-from rationale.teacher_prompt import prefix_reuse_order
+from rationale.validation.judge import Judge, PromptedExample, Refusal
 
 
 class RoundConfig(BackendConfig, RoundSampling, StageConfig):

@@ -28,17 +28,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
-from rationale.decompose_text import (
-    aggregate_explanation,
-    base_explanation,
-    base_title,
-    describe_simple,
-    final_explanation,
-    order_limit_phrase,
-)
-from rationale.explain import Phraser, join_words
-from rationale.format import Rationale, RationaleStep
-from rationale.sql_ast import (
+from rationale.chain.format import Rationale, RationaleStep
+from rationale.chain.sql_ast import (
     DIALECT,
     OutputNames,
     has_aggregate,
@@ -56,6 +47,15 @@ from rationale.sql_ast import (
     suggest_name,
     to_sql,
     walk_scope,
+)
+from rationale.decomposer.explain import Phraser, join_words
+from rationale.decomposer.text import (
+    aggregate_explanation,
+    base_explanation,
+    base_title,
+    describe_simple,
+    final_explanation,
+    order_limit_phrase,
 )
 
 Schema = Mapping[str, Sequence[str]]  # table name -> column names, any case

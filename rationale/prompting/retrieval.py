@@ -5,7 +5,7 @@ similarity of gold queries: every gold SQL becomes a sparse vector over the SQL 
 operators and functions it uses (never table or column names), and the top-S pool entries by
 cosine similarity are the shots. `sql_signature` builds that vector and `method="sql"`
 ranks by it. Two selectable alternatives: `"question"`, cosine of question-text embeddings
-(all-MiniLM-L6-v2, see `rationale.embeddings`; the question alone, not its evidence), and
+(all-MiniLM-L6-v2, see `rationale.prompting.embeddings`; the question alone, not its evidence), and
 `"hybrid"`, a weighted sum of both cosines.
 
 Where the signature goes beyond the paper's bag of keywords (each addition is a dimension
@@ -30,7 +30,7 @@ to a grid on which float64 dot products are exact, so a score never depends on b
 BLAS threads or the machine; ranking is a stable sort by descending score, so ties always
 resolve to the smaller `(split, question_id)`, whatever order the pool came in. (Question
 embeddings themselves can move in the last float32 digits with the batch they are computed
-in; the model runs once per text per process, see `rationale.embeddings`.)
+in; the model runs once per text per process, see `rationale.prompting.embeddings`.)
 
 Leakage guard: a retriever that serves train data (`target_split="train"`) refuses a pool
 holding any entry from another split (`LeakageError` names them). `retrieve` never returns
@@ -53,9 +53,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 from sqlglot.tokens import TokenType
 
-from rationale.embeddings import QuestionEmbedder, default_embedder
-from rationale.records import PoolEntry
-from rationale.sql_text import tokenize
+from rationale.chain.sql_text import tokenize
+from rationale.prompting.embeddings import QuestionEmbedder, default_embedder
+from rationale.records.models import PoolEntry
 
 __all__ = [
     "LeakageError",

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from bird.data import BirdExample, BirdSplit
 from bird.executor import ExecutionPool
 from bird.gold_cache import GoldCache
-from rationale.format import ParseFailure, Rationale, parse_rationale
+from rationale.chain.format import ParseFailure, Rationale, parse_rationale
 from rationale.llm import Completion, GenerationResult
-from rationale.records import AttemptRecord, ShotRef
-from rationale.templates import RenderedChat
-from rationale.validate import ValidationItem, ValidationReport, validate_many
+from rationale.prompting.templates import RenderedChat
+from rationale.records.models import AttemptRecord, ShotRef
+from rationale.validation.checks import ValidationItem, ValidationReport, validate_many
 
 # Why a parsed rationale is refused before validation (None: it may be validated).
 Refusal = Callable[[Rationale], str | None]

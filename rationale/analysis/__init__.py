@@ -1,0 +1,3 @@
+"""The report's numbers: paired significance tests (`significance`), plots (`plots`) and
+what limits a system's score (`limits`).
+"""
