@@ -40,7 +40,7 @@ from bird.schema import load_schema, render_schema
 from rationale.prompting.retrieval import ShotQuery, build_retriever
 from rationale.prompting.task import TaskPrompter, completion_text, load_tokenizer
 from rationale.prompting.teacher import build_teacher_prompt
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 from rationale.stages.decompose import decompose_examples
 
 TRAIN_QUESTIONS = 9428

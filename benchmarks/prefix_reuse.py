@@ -48,7 +48,7 @@ from rationale.prompting.teacher import (
     prefix_reuse_order,
 )
 from rationale.prompting.templates import PROMPTS_DIR
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 from rationale.stages.decompose import DecompositionRecord, decompose_examples
 from rationale.stages.seed import read_seed_file
 from rationale.validation.checks import ValidationItem, validate_many

@@ -29,7 +29,7 @@ from rich.table import Table
 from bird.data import load_split
 from rationale.chain.format import Rationale, RationaleStep
 from rationale.prompting.retrieval import ShotQuery, build_retriever, sql_signature
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 
 STRUCTURAL_CLASSES: dict[str, re.Pattern[str]] = {
     "GROUP BY + ORDER BY COUNT + LIMIT": re.compile(r"GROUP BY.*ORDER BY\s+COUNT.*LIMIT", re.S),

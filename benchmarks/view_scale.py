@@ -27,7 +27,7 @@ from bird.data import load_split
 from rationale.browser.collect import run_train_split
 from rationale.browser.tool import ViewConfig
 from rationale.browser.tool import run as build_page
-from rationale.records.models import AttemptRecord, PoolEntry
+from rationale.records.rationales import AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl, rewrite_jsonl
 
 BIRD_TRAIN_QUESTIONS = 9_428

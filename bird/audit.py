@@ -74,6 +74,10 @@ class AuditReport(BaseModel):
     counts: dict[str, int]  # reason -> examples
     findings: list[AuditFinding]
 
+    def summary(self) -> str:
+        bad = sum(count for reason, count in self.counts.items() if reason != "no_database")
+        return f"{self.checked} gold queries checked, {bad} quarantined"
+
     def quarantined(self, *, include_missing: bool = False) -> set[int]:
         """Question ids to keep out of training data (absent databases are counted apart)."""
         return {

@@ -25,7 +25,12 @@ from rationale.browser.model import (
 )
 from rationale.chain.format import FINAL_HEADING, ParseFailure, Rationale, parse_rationale
 from rationale.records.coverage import coverage_table, first_failure, question_coverage
-from rationale.records.models import AcceptedRationale, AttemptRecord, ExampleRationale, PoolEntry
+from rationale.records.rationales import (
+    AcceptedRationale,
+    AttemptRecord,
+    ExampleRationale,
+    PoolEntry,
+)
 from rationale.run_dir import Record, RecordFileError, RunDir, now_iso, read_jsonl
 from rationale.stages.predict import Prediction
 from rationale.stages.validate import RationaleRecord

@@ -1,30 +1,20 @@
 """`rationale` command line: one thin module per command over the stage functions.
 
-Stage commands come in pipeline order, then the tools. Heavy imports (torch,
-transformers, vLLM) happen only inside the commands that need them.
+The commands are the registry's (`rationale.registry`): `run` first, the stages in pipeline
+order, then the tools. Each command module holds `command` (and `SETTINGS` for typer when it
+parses its own arguments). Heavy imports (torch, transformers, vLLM) happen only inside the
+commands that need them.
 """
 
 from __future__ import annotations
 
+from importlib import import_module
+
 import typer
 
-from rationale.cli import (
-    annotate,
-    audit,
-    decompose,
-    distill,
-    export,
-    generate,
-    predict,
-    report,
-    reward,
-    run,
-    seed,
-    train,
-    validate,
-    view,
-)
+from rationale.cli import run
 from rationale.cli.models import models_app
+from rationale.registry import ALL
 
 app = typer.Typer(
     help="Chain-of-thought rationales for text-to-SQL: seed pool, teacher distillation, "
@@ -40,22 +30,7 @@ def main() -> None:
 
 
 app.command("run")(run.command)
-app.command("audit")(audit.command)
-app.command("seed")(seed.command)
-app.command("distill")(distill.command)
-app.command(
-    "train",
-    help=train.HELP,
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-    add_help_option=False,
-)(train.command)
-app.command("annotate")(annotate.command)
-app.command("export")(export.command)
-app.command("predict")(predict.command)
-app.command("report")(report.command)
-app.command("decompose")(decompose.command)
-app.command("validate")(validate.command)
-app.command("generate")(generate.command)
-app.command("reward")(reward.command)
-app.command("view")(view.command)
+for _stage in ALL:
+    _module = import_module(f"rationale.cli.{_stage.name}")
+    app.command(_stage.name, **getattr(_module, "SETTINGS", {}))(_module.command)
 app.add_typer(models_app, name="models")

@@ -9,8 +9,8 @@ from rationale.cli.common import console
 from rationale.cli.distill import iteration_rows
 from rationale.cli.stage_command import stage_command
 from rationale.records.coverage import CoverageTable
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import STAGES
 from rationale.stages.annotate import NAME, AnnotateReport
 
 
@@ -44,7 +44,7 @@ def show(report: AnnotateReport, run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in STAGES if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Annotate the train examples the pool does not cover with the rationalization model.
 

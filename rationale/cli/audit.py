@@ -7,8 +7,8 @@ from rich.table import Table
 from bird.audit import AuditReport
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import STAGES
 from rationale.stages.audit import NAME, QUARANTINE_FILE
 
 
@@ -24,7 +24,7 @@ def show(report: AuditReport, run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in STAGES if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Check every gold query of the train split before anything trains on it.
 

@@ -26,7 +26,6 @@ from rationale.browser.collect import BrowserInputError
 from rationale.config import ConfigError
 from rationale.llm import GenerationError
 from rationale.llm.models import ModelPreparationError
-from rationale.prompting.retrieval import LeakageError
 from rationale.prompting.task import PromptSettingsError
 from rationale.prompting.templates import PromptTemplateError
 from rationale.records.leakage import DatasetLeakageError
@@ -53,7 +52,6 @@ INPUT_ERRORS: tuple[type[Exception], ...] = (
 RUN_ERRORS: tuple[type[Exception], ...] = (
     GenerationError,
     InUseError,
-    LeakageError,
     ModelPreparationError,
     PlotsUnavailable,
     RunConfigError,

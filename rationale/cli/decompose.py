@@ -7,8 +7,8 @@ from rich.table import Table
 from bird.console import table_console
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import TOOLS
 from rationale.stages.decompose import NAME, CoverageRow, DecomposeReport
 
 
@@ -49,7 +49,7 @@ def show(report: DecomposeReport, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in TOOLS if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Turn each gold query of a split into a step-by-step rationale with sqlglot alone.
 

@@ -7,8 +7,8 @@ from rich.table import Table
 
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import STAGES
 from rationale.stages.export import NAME, ExportReport
 
 
@@ -27,7 +27,7 @@ def show(report: ExportReport, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in STAGES if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Build a Hugging Face dataset for training from a run directory.
 

@@ -6,8 +6,8 @@ from rich.table import Table
 
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import TOOLS
 from rationale.stages.generate import NAME, GenerateSummary
 
 
@@ -30,7 +30,7 @@ def show(summary: GenerateSummary, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in TOOLS if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Generate chat completions for a JSONL file of requests, resumably and with a cache.
 

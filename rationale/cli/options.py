@@ -272,19 +272,17 @@ def _keyword(name: str, option: Any, annotation: Any) -> inspect.Parameter:
     )
 
 
-RUN_DIR_OPTIONS = (
-    _keyword(
-        "run",
-        typer.Option(None, "--run", help="Run directory (created if absent). (required)"),
-        Path | None,
+RUN_OPTION = _keyword(
+    "run",
+    typer.Option(None, "--run", help="Run directory (created if absent). (required)"),
+    Path | None,
+)
+FORCE_OPTION = _keyword(
+    "force",
+    typer.Option(
+        False,
+        "--force",
+        help="Discard this stage's results in the run directory and start it over.",
     ),
-    _keyword(
-        "force",
-        typer.Option(
-            False,
-            "--force",
-            help="Discard this stage's results in the run directory and start it over.",
-        ),
-        bool,
-    ),
+    bool,
 )

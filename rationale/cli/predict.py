@@ -8,8 +8,8 @@ from rich.table import Table
 from bird.evaluation import TOTAL
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import TOOLS
 from rationale.stages.predict import NAME, OFFICIAL_FILE, PredictReport
 
 
@@ -38,7 +38,7 @@ def show(report: PredictReport, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in TOOLS if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Answer a split's questions with a trained student and score the answers.
 

@@ -9,8 +9,8 @@ from bird.data import DIFFICULTIES
 from bird.evaluation import TOTAL
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import TOOLS
 from rationale.stages.report import NAME, Report
 
 
@@ -51,7 +51,7 @@ def show(report: Report, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in TOOLS if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Score several prediction files on one split and compare them, with plots.
 

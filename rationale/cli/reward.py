@@ -6,9 +6,9 @@ from rich.table import Table
 
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.rewards.scoring import COMPONENTS
 from rationale.run_dir import RunDir
-from rationale.stages import TOOLS
 from rationale.stages.reward import NAME, RewardReport
 
 SHOWN_LINES = 20
@@ -43,7 +43,7 @@ def show(report: RewardReport, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in TOOLS if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Score answers with the rewards GRPO training uses, component by component.
 

@@ -7,8 +7,8 @@ from rich.table import Table
 
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import STAGES
 from rationale.stages.seed import NAME, SeedReport
 
 
@@ -38,7 +38,7 @@ def show(report: SeedReport, run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in STAGES if stage.name == NAME),
+    stage(NAME),
     show,
     doc="""Validate the seed rationales on your databases and write pool iteration 0.
 

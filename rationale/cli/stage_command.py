@@ -11,18 +11,19 @@ from pydantic import BaseModel
 from bird.console import PhaseProgress
 from bird.files import check_output_place
 from rationale.cli.common import console, fail
-from rationale.cli.options import RUN_DIR_OPTIONS, config_command, config_options
+from rationale.cli.options import FORCE_OPTION, RUN_OPTION, config_command, config_options
 from rationale.config import output_places
+from rationale.registry import Stage, run_stage
 from rationale.run_dir import RunDir
-from rationale.stages import Stage
 
 # Prints what a stage produced: its report and, for pipeline stages, the run directory.
 Show = Callable[[Any, RunDir | None], None]
 
 
 def stage_command(stage: Stage, show: Show, doc: str) -> Callable[..., None]:
-    """The `rationale <stage>` command: `--config`, `--run`/`--force` for pipeline stages,
-    one option per config key; runs the stage under one progress display, then `show`s."""
+    """The `rationale <stage>` command: `--config`, `--run` for a stage that works in a run
+    directory (and `--force` for one that resumes), one option per config key; runs the stage
+    under one progress display, then `show`s."""
 
     flags = {option.key: option.flag for option in config_options(stage.config)}
 
@@ -37,11 +38,10 @@ def stage_command(stage: Stage, show: Show, doc: str) -> Callable[..., None]:
         for key, path, folder in output_places(config):  # before any work, not after it
             check_output_place(path, f"--{flags[key]}", folder=folder)
         with PhaseProgress(console) as progress:
-            if run_dir is not None:
-                report = stage.run(config, run_dir, force=extras["force"], progress=progress)
-            else:
-                report = stage.run(config, progress=progress)
+            report = run_stage(
+                stage, config, run_dir, force=extras.get("force", False), progress=progress
+            )
         show(report, run_dir)
 
-    extra = RUN_DIR_OPTIONS if stage.in_run_dir else ()
+    extra = (RUN_OPTION, *((FORCE_OPTION,) if stage.resumes else ())) if stage.in_run_dir else ()
     return config_command(stage.config, stage.name, body, extra=extra, doc=doc)

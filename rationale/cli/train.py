@@ -47,6 +47,12 @@ def command(ctx: typer.Context) -> None:
 
 
 command.__doc__ = HELP
+# Every argument is the recipe's: TRL's own parser reads them, after the launcher's checks.
+SETTINGS = {
+    "help": HELP,
+    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
+    "add_help_option": False,
+}
 
 
 def _recipe_flag(argument: str) -> str:

@@ -6,8 +6,8 @@ from rich.table import Table
 
 from bird.console import table_console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import TOOLS
 from rationale.stages.validate import NAME, ValidateReport
 
 
@@ -31,7 +31,7 @@ def show(report: ValidateReport, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    next(stage for stage in TOOLS if stage.name == NAME),
+    stage(NAME),
     show,
     doc="Validate rationales by parsing and executing every step against the gold SQL.",
 )

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from rationale.browser.tool import NAME, ViewConfig, ViewReport, run
+from rationale.browser.tool import NAME, ViewReport
 from rationale.cli.common import console
 from rationale.cli.stage_command import stage_command
+from rationale.registry import stage
 from rationale.run_dir import RunDir
-from rationale.stages import Stage
 
 
 def show(report: ViewReport, _run_dir: RunDir | None) -> None:
@@ -21,8 +21,7 @@ def show(report: ViewReport, _run_dir: RunDir | None) -> None:
 
 
 command = stage_command(
-    # A tool above the stages (it reads every stage's records), so not in stages.TOOLS.
-    Stage(NAME, ViewConfig, run, in_run_dir=False),
+    stage(NAME),
     show,
     doc="""Write one self-contained HTML page to browse rationales and predictions.
 

@@ -1,3 +1,3 @@
-"""`rationale run`: the whole pipeline from one YAML file (`runner`); the shipped pipeline
+"""`rationale run`: the whole pipeline from one YAML file (`steps`); the shipped pipeline
 files are in `files/`.
 """

@@ -33,7 +33,8 @@ embeddings themselves can move in the last float32 digits with the batch they ar
 in; the model runs once per text per process, see `rationale.prompting.embeddings`.)
 
 Leakage guard: a retriever that serves train data (`target_split="train"`) refuses a pool
-holding any entry from another split (`LeakageError` names them). `retrieve` never returns
+holding any entry of an evaluation split or database (`rationale.records.leakage`, the one
+guard every training dataset and pool passes, names them). `retrieve` never returns
 the query itself: not the entry with the same `(split, question_id)`, and not an entry on
 the same database with the same question and the same gold SQL up to case and whitespace
 (BIRD has such duplicates under different ids; showing one as a shot hands the answer over).
@@ -55,10 +56,10 @@ from sqlglot.tokens import TokenType
 
 from rationale.chain.sql_text import tokenize
 from rationale.prompting.embeddings import QuestionEmbedder, default_embedder
-from rationale.records.models import PoolEntry
+from rationale.records.leakage import check_training_records, heldout_databases
+from rationale.records.rationales import PoolEntry
 
 __all__ = [
-    "LeakageError",
     "QuestionEmbedder",
     "RetrievalMethod",
     "Retriever",
@@ -311,21 +312,6 @@ class ShotQuery(BaseModel):
         return (self.split, self.question_id)
 
 
-class LeakageError(ValueError):
-    """A pool for building train data holds entries from another split."""
-
-    def __init__(self, target_split: str, offending: Sequence[tuple[str, int]]) -> None:
-        self.target_split = target_split
-        self.offending = list(offending)
-        shown = ", ".join(f"{split}:{question_id}" for split, question_id in self.offending[:20])
-        more = f" and {len(self.offending) - 20} more" if len(self.offending) > 20 else ""
-        super().__init__(
-            f"few-shot pool for {target_split} data holds {len(self.offending)} entries from"
-            f" other splits (split:question_id): {shown}{more}; rationales for dev or test"
-            f" questions must never be shots for {target_split} examples: drop them from the pool"
-        )
-
-
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -539,16 +525,15 @@ def build_retriever(
     damped counts; the default `"idf"` also weighs each feature by its rarity in the pool.
     `"question"` and `"hybrid"` embed with `embedder`, or with one shared default
     `QuestionEmbedder` when none is given.
-    Raises `LeakageError` when `target_split == "train"` and an entry is from another split.
+    Raises `DatasetLeakageError` when `target_split == "train"` and an entry is from an
+    evaluation split or database.
     """
     if method not in ("sql", "question", "hybrid"):
         raise ValueError(f"unknown retrieval method {method!r}: use sql, question or hybrid")
     if not 0.0 <= hybrid_weight <= 1.0:
         raise ValueError(f"hybrid_weight must be between 0 and 1, not {hybrid_weight}")
     if target_split == "train":
-        offending = sorted(entry.key for entry in pool if entry.split != "train")
-        if offending:
-            raise LeakageError(target_split, offending)
+        check_training_records(pool, heldout_databases(), "the few-shot pool for train data")
     if sql_weighting not in ("idf", "count"):
         raise ValueError(f"unknown sql_weighting {sql_weighting!r}: use idf or count")
     if method != "sql" and embedder is None:

@@ -37,7 +37,7 @@ from typing import Literal
 from bird.data import BirdExample
 from rationale.chain.format import Rationale, RationaleStep, render_rationale
 from rationale.prompting.templates import RenderedChat, render_chat
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 
 PromptMode = Literal["free", "skeleton"]
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from bird.audit import AuditFinding
 from bird.data import BirdSplit
-from rationale.records.models import AcceptedRationale, AttemptRecord, PoolEntry
+from rationale.records.rationales import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 from rationale.validation.checks import CHECK_NAMES
 

@@ -11,13 +11,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from bird.data import EVALUATION_DATABASES, BirdSplit, is_evaluation_split, load_split
-from rationale.records.models import ExampleRationale
 
 
 class DatasetLeakageError(ValueError):
-    """Training data would hold dev or test questions or databases."""
+    """Training data (a dataset, a pool, few-shot shots for train examples) would hold dev or
+    test questions or databases; `offending` holds their (split, question_id)."""
+
+    def __init__(self, message: str, offending: Sequence[tuple[str, int]]) -> None:
+        super().__init__(message)
+        self.offending = list(offending)
+
+
+class QuestionRecord(Protocol):
+    """What the guard reads of a record: where its question comes from."""
+
+    @property
+    def split(self) -> str: ...
+    @property
+    def question_id(self) -> int: ...
+    @property
+    def db_id(self) -> str: ...
 
 
 def heldout_databases(heldout_splits: Iterable[Path] = ()) -> frozenset[str]:
@@ -29,22 +45,23 @@ def heldout_databases(heldout_splits: Iterable[Path] = ()) -> frozenset[str]:
 
 
 def check_training_records(
-    records: Sequence[ExampleRationale], heldout_db_ids: frozenset[str], what: str
+    records: Iterable[QuestionRecord], heldout_db_ids: frozenset[str], what: str
 ) -> None:
-    """Refuse `records` for `what` (a dataset, a pool) when any comes from evaluation data."""
-    offending = [
-        f"{r.split}:{r.question_id} ({r.db_id})"
+    """Refuse `records` for `what` (a dataset, a pool, a few-shot pool) when any comes from
+    an evaluation split or database."""
+    offending = sorted(
+        (r.split, r.question_id, r.db_id)
         for r in records
         if is_evaluation_split(r.split) or r.db_id.lower() in heldout_db_ids
-    ]
+    )
     if offending:
-        shown = ", ".join(offending[:10]) + (
-            f" and {len(offending) - 10} more" if len(offending) > 10 else ""
-        )
+        named = [f"{split}:{question_id} ({db_id})" for split, question_id, db_id in offending]
+        shown = ", ".join(named[:10]) + (f" and {len(named) - 10} more" if len(named) > 10 else "")
         raise DatasetLeakageError(
             f"{what} would hold {len(offending)} question(s) of an evaluation split or "
             f"database: {shown}. Dev and test questions never enter training data: remove "
-            "them from the run (or use a run built on the train split only)."
+            "them from the run (or use a run built on the train split only).",
+            [(split, question_id) for split, question_id, _ in offending],
         )
 
 
@@ -56,5 +73,6 @@ def refuse_evaluation_split(split: BirdSplit, allowed: bool, stage: str) -> None
     raise DatasetLeakageError(
         f"{split.root} is the {split.name!r} split, an evaluation split: {stage} builds "
         "training data and must run on the train split. Pass --allow-eval-split to do it "
-        "anyway (for an analysis; the result must never train a model)."
+        "anyway (for an analysis; the result must never train a model).",
+        [],
     )

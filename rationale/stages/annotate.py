@@ -5,7 +5,7 @@ earlier annotation round covers, and that the audit did not quarantine; asks the
 rationalization model with (schema, evidence, question, gold SQL) exactly as its training
 data was built (`rationale.prompting.task`); judges every sample with the validator
 distillation uses; accepts one per example by the same rule. Rounds, resumption and the
-stopping rule are distillation's (`rationale.records.rounds`).
+stopping rule are distillation's (`rationale.rounds.loop`).
 
 Writes annotate/attempts.jsonl, annotate/rationales.jsonl (accepted rationales with the
 same provenance fields as distillation's), annotate/timings.jsonl and annotate/report.json
@@ -32,11 +32,11 @@ from rationale.prompting.task import (
 )
 from rationale.prompting.templates import template_files
 from rationale.records.coverage import CoverageTable, coverage_table
-from rationale.records.models import AcceptedRationale, PoolEntry
-from rationale.records.rounds import IterationRow, Output, RoundConfig, RoundLoop
+from rationale.records.rationales import AcceptedRationale, PoolEntry
+from rationale.rounds.judge import PromptedExample
+from rationale.rounds.loop import IterationRow, Output, RoundConfig, RoundLoop, rounds_summary
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, write_text_atomic
 from rationale.stages.audit import quarantined
-from rationale.validation.judge import PromptedExample
 
 NAME = "annotate"
 KIND = "rationalizer"
@@ -65,6 +65,9 @@ class AnnotateReport(BaseModel):
     coverage: float
     coverage_table: CoverageTable
     this_pass: dict[str, float] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        return rounds_summary(self.iterations, self.coverage, self.covered)
 
 
 class Annotator(RoundLoop):
@@ -122,18 +125,6 @@ def run(
     backend: ChatBackend | None = None,
 ) -> AnnotateReport:
     """Run (or resume) the annotation rounds in `run_dir`."""
-    with run_dir.locked():
-        return _run(config, run_dir, force=force, progress=progress, backend=backend)
-
-
-def _run(
-    config: AnnotateConfig,
-    run_dir: RunDir,
-    *,
-    force: bool,
-    progress: ProgressCallback,
-    backend: ChatBackend | None,
-) -> AnnotateReport:
     clock = time.perf_counter()
     config.check_model()
     pool_files = sorted(run_dir.pool_dir.glob("iteration_*.jsonl"))

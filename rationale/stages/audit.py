@@ -62,33 +62,31 @@ def run(
     config: AuditConfig,
     run_dir: RunDir,
     *,
-    force: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> AuditReport:
     """Audit the split and write the report and the quarantine list into the run."""
-    with run_dir.locked():
-        clock = time.perf_counter()
-        split = load_split(config.data)
-        examples = split.select(config.db_ids)
-        manifest = run_dir.begin_stage(
-            NAME, config, [split.root / f"{split.name}.json"], force=True
-        )  # a fresh audit replaces the last one: it reads nothing it wrote
-        report = audit_split(
-            split,
-            examples,
-            timeout=config.timeout,
-            workers=config.workers,
-            reorder=config.reorder,
-            progress=progress,
-        )
-        folder = run_dir.stage_dir(NAME)
-        rewrite_jsonl(
-            folder / QUARANTINE_FILE, [f for f in report.findings if f.reason != "no_database"]
-        )
-        write_text_atomic(folder / "report.json", report.model_dump_json(indent=2) + "\n")
-        run_dir.finish_stage(
-            manifest,
-            counts={"examples": report.examples, "checked": report.checked, **report.counts},
-            timings={"seconds": round(time.perf_counter() - clock, 3)},
-        )
-        return report
+    clock = time.perf_counter()
+    split = load_split(config.data)
+    examples = split.select(config.db_ids)
+    manifest = run_dir.begin_stage(
+        NAME, config, [split.root / f"{split.name}.json"], force=True
+    )  # a fresh audit replaces the last one: it reads nothing it wrote
+    report = audit_split(
+        split,
+        examples,
+        timeout=config.timeout,
+        workers=config.workers,
+        reorder=config.reorder,
+        progress=progress,
+    )
+    folder = run_dir.stage_dir(NAME)
+    rewrite_jsonl(
+        folder / QUARANTINE_FILE, [f for f in report.findings if f.reason != "no_database"]
+    )
+    write_text_atomic(folder / "report.json", report.model_dump_json(indent=2) + "\n")
+    run_dir.finish_stage(
+        manifest,
+        counts={"examples": report.examples, "checked": report.checked, **report.counts},
+        timings={"seconds": round(time.perf_counter() - clock, 3)},
+    )
+    return report

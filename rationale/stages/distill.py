@@ -49,11 +49,18 @@ from rationale.prompting.teacher import (
 )
 from rationale.prompting.templates import template_files
 from rationale.records.leakage import refuse_evaluation_split
-from rationale.records.models import AcceptedRationale, PoolEntry, ShotRef
-from rationale.records.rounds import IterationRow, Output, PassTiming, RoundConfig, RoundLoop
+from rationale.records.rationales import AcceptedRationale, PoolEntry, ShotRef
+from rationale.rounds.judge import PromptedExample
+from rationale.rounds.loop import (
+    IterationRow,
+    Output,
+    PassTiming,
+    RoundConfig,
+    RoundLoop,
+    rounds_summary,
+)
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, write_text_atomic
 from rationale.stages.decompose import database_schema
-from rationale.validation.judge import PromptedExample
 
 NAME = "distill"
 PromptModeName = Literal["free", "skeleton"]
@@ -102,6 +109,9 @@ class DistillReport(BaseModel):
     covered: int
     coverage: float
     this_pass: dict[str, float] = Field(default_factory=dict)
+
+    def summary(self) -> str:
+        return rounds_summary(self.iterations, self.coverage, self.covered)
 
 
 def _unfinished(rationale: Rationale) -> str | None:
@@ -242,18 +252,6 @@ def run(
     backend: ChatBackend | None = None,
 ) -> DistillReport:
     """Run (or resume) the loop in `run_dir`; writes attempts, rationales, pool files, report."""
-    with run_dir.locked():
-        return _run(config, run_dir, force=force, progress=progress, backend=backend)
-
-
-def _run(
-    config: DistillConfig,
-    run_dir: RunDir,
-    *,
-    force: bool,
-    progress: ProgressCallback,
-    backend: ChatBackend | None,
-) -> DistillReport:
     clock = time.perf_counter()
     # the mistakes users make most, first: an evaluation split, then a model name
     refuse_evaluation_split(load_split(config.data), config.allow_eval_split, NAME)

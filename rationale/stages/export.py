@@ -54,7 +54,12 @@ from rationale.prompting.task import (
     task_template_hash,
 )
 from rationale.records.leakage import check_training_records, heldout_databases
-from rationale.records.models import AcceptedRationale, ExampleRationale, PoolEntry, RationaleSource
+from rationale.records.rationales import (
+    AcceptedRationale,
+    ExampleRationale,
+    PoolEntry,
+    RationaleSource,
+)
 from rationale.run_dir import RunConfigError, RunDir, input_file, now_iso, read_jsonl, rewrite_jsonl
 from rationale.stages.audit import quarantined
 
@@ -264,6 +269,13 @@ class ExportReport(BaseModel):
     seconds: float
     completion_tokens: LengthStats | None = None  # None: no tokenizer (no prompt budget)
 
+    def summary(self) -> str:
+        sources = ", ".join(f"{source} {count}" for source, count in self.by_source.items())
+        return (
+            f"train {self.counts['train']}, validation {self.counts['validation']} "
+            f"({sources}); {self.prompts_cut} prompts cut"
+        )
+
 
 def _pool_entries(run_dir: RunDir) -> list[PoolEntry]:
     """Every pool file's entries, the first of each question kept (iteration order)."""
@@ -422,15 +434,9 @@ def run(
     config: ExportConfig,
     run_dir: RunDir,
     *,
-    force: bool = False,
     progress: ProgressCallback = no_progress,
 ) -> ExportReport:
     """Build the dataset of `config.kind` from `run_dir` into `config.out` (replaced)."""
-    with run_dir.locked():
-        return _run(config, run_dir, progress)
-
-
-def _run(config: ExportConfig, run_dir: RunDir, progress: ProgressCallback) -> ExportReport:
     clock = time.perf_counter()
     data = config.data or _recorded_data(run_dir)
     split = load_split(data)

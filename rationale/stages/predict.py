@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, load_split
-from bird.evaluation import EvaluationOptions, EvaluationSummary, evaluate_many
+from bird.evaluation import TOTAL, EvaluationOptions, EvaluationSummary, evaluate_many
 from bird.executor import ExecutionPool, ExecutionRequest, ExecutionResult
 from bird.files import write_text_atomic
 from bird.gold_cache import GoldCache
@@ -226,6 +226,21 @@ class PredictReport(BaseModel):
     prompts_over_budget: int  # prompts of this pass over it even with the shortest schema
     seconds: float
     out: str
+
+    def summary(self) -> str:
+        voted = (
+            "voted = greedy (no samples)"
+            if not self.samples
+            else f"voted {self.voted.metrics['ex'][TOTAL]:.2f}"
+        )
+        parts = [
+            f"{self.questions} questions, EX greedy {self.greedy.metrics['ex'][TOTAL]:.2f}, "
+            f"{voted}",
+            f"{self.cut_at_max_tokens} cut at {self.max_tokens} tokens",
+        ]
+        if self.prompts_cut:
+            parts.append(f"{self.prompts_cut} schemas cut")
+        return "; ".join(parts)
 
 
 def result_signature(result: ExecutionResult) -> str:

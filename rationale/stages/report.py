@@ -171,6 +171,10 @@ class Report(BaseModel):
     models: list[TrainedModel] = []  # every trained model involved, with its curves
     coverage: CoverageTable | None = None  # with --run: the train split by source
 
+    def summary(self) -> str:
+        scores = ", ".join(f"{s.name} {s.summary.metrics['ex'][TOTAL]:.2f}" for s in self.systems)
+        return f"EX {scores} on {self.questions} questions"
+
     @property
     def notes(self) -> list[str]:
         """Every system's and model's limits, as sentences (each model said once)."""

@@ -28,7 +28,7 @@ from rationale.chain.format import Rationale, RationaleStep
 from rationale.config import SeedFile, SplitDir, StageConfig
 from rationale.prompting.templates import PROMPTS_DIR
 from rationale.records.leakage import refuse_evaluation_split
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl, write_text_atomic
 from rationale.validation.checks import ValidationItem, validate_many
 
@@ -118,6 +118,9 @@ class SeedReport(BaseModel):
     bootstrap_failed: int = 0
     pool_size: int
     outcomes: list[SeedOutcome]
+
+    def summary(self) -> str:
+        return f"{self.valid}/{self.seeds} seeds valid, pool {self.pool_size}"
 
 
 def read_seed_file(path: Path) -> list[SeedRecord]:
@@ -260,13 +263,6 @@ def run(
     Refuses to replace a different iteration-0 pool once distillation has used it (its
     results were built from the old pool), unless `force`.
     """
-    with run_dir.locked():
-        return _run(config, run_dir, force=force, progress=progress)
-
-
-def _run(
-    config: SeedConfig, run_dir: RunDir, *, force: bool, progress: ProgressCallback
-) -> SeedReport:
     clock = time.perf_counter()
     split = load_split(config.data)
     refuse_evaluation_split(split, config.allow_eval_split, "seed")

@@ -126,6 +126,24 @@ class TrainReport(BaseModel):
     stopped_early: bool = False
     best_step: int | None = None
 
+    def summary(self) -> str:
+        """Rows, epochs, losses, and whether the model learned anything."""
+        parts = [f"{self.train_rows} rows, {self.steps} steps ({self.epochs:.1f} epochs)"]
+        if self.eval_loss_start is not None and self.eval_loss is not None:
+            parts.append(f"validation loss {self.eval_loss_start:.3f} -> {self.eval_loss:.3f}")
+            learned = self.eval_loss < self.eval_loss_start
+        elif self.train_loss_first is not None and self.train_loss_final is not None:
+            parts.append(f"loss {self.train_loss_first:.3f} -> {self.train_loss_final:.3f}")
+            learned = self.train_loss_final < self.train_loss_first
+        else:
+            parts.append("loss not logged")
+            learned = True
+        if self.stopped_early and self.best_step is not None:
+            parts.append(f"stopped early at the best step {self.best_step}")
+        if not learned:
+            parts.append("LOSS DID NOT GO DOWN")
+        return ", ".join(parts)
+
 
 def run(config: TrainConfig, *, progress: ProgressCallback = no_progress) -> TrainReport:
     """Train (or resume, or find finished) the run `config` describes, in child process(es)."""

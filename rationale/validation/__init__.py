@@ -1,4 +1,4 @@
 """Is a rationale right? The validator's checks (`checks`), robust equivalence on perturbed
-database copies (`robust`), parse-once-validate-once judging of model text (`judge`) and the
-check that each explanation agrees with its SQL (`explanations`).
+database copies (`robust`) and the check that each explanation agrees with its SQL
+(`explanations`).
 """

@@ -17,9 +17,8 @@ from sqlglot import exp
 
 from bird.data import BirdExample, BirdSplit
 from rationale.chain.format import Rationale, RationaleStep
-from rationale.prompting.embeddings import EmbeddingModelMissing, QuestionEmbedder, default_embedder
+from rationale.prompting.embeddings import QuestionEmbedder
 from rationale.prompting.retrieval import (
-    LeakageError,
     Retriever,
     ShotQuery,
     _fallback_lexemes,
@@ -28,7 +27,8 @@ from rationale.prompting.retrieval import (
     build_retriever,
     sql_signature,
 )
-from rationale.records.models import PoolEntry
+from rationale.records.leakage import DatasetLeakageError
+from rationale.records.rationales import PoolEntry
 
 GROUP_ORDER_COUNT_LIMIT = re.compile(r"GROUP BY .* ORDER BY COUNT\(.*\) .*LIMIT", re.S)
 PERCENTAGE = re.compile(r"CAST\(.* AS REAL\) \* 100 /", re.S)
@@ -288,7 +288,7 @@ def test_small_and_empty_pools(train: BirdSplit) -> None:
 def test_leakage_guard_names_offending_entries(train: BirdSplit, dev: BirdSplit) -> None:
     pool = [pool_entry(example, "train") for example in train.examples[:50]]
     pool += [pool_entry(dev.example(1322), "dev"), pool_entry(dev.example(1323), "dev")]
-    with pytest.raises(LeakageError, match=r"dev:1322, dev:1323") as caught:
+    with pytest.raises(DatasetLeakageError, match=r"dev:1322 \(\w+\), dev:1323 \(\w+\)") as caught:
         build_retriever(pool)
     assert caught.value.offending == [("dev", 1322), ("dev", 1323)]
     # Building dev-side prompts from such a pool is the caller's choice, not a train leak.
@@ -309,11 +309,8 @@ def test_bad_arguments_are_rejected() -> None:
 
 
 @pytest.fixture(scope="module")
-def embedder() -> QuestionEmbedder:
-    try:
-        return default_embedder()
-    except EmbeddingModelMissing as missing:
-        pytest.skip(str(missing))
+def embedder(question_embedder: QuestionEmbedder) -> QuestionEmbedder:
+    return question_embedder  # tests/rationale/conftest.py: skips, or fails in CI, if missing
 
 
 @pytest.fixture(scope="module")

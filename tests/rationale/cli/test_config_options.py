@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from rationale.cli import app
 from rationale.cli.options import config_options
-from rationale.stages import STAGES, TOOLS
+from rationale.registry import ALL
 from rationale.stages.distill import DistillConfig
 
 
@@ -96,7 +96,8 @@ def test_a_key_may_be_written_as_its_flag_and_every_typo_is_named(tmp_path: Path
     with the key meant; a key given both ways is refused."""
     renamed = {
         option.flag: option.key
-        for stage in (*STAGES, *TOOLS)
+        for stage in ALL
+        if stage.options_from_config
         for option in config_options(stage.config)
         if option.flag.replace("-", "_") != option.key
     }
@@ -150,7 +151,7 @@ def test_a_missing_required_key_and_a_broken_yaml_file_are_clear(tmp_path: Path)
 
 def test_every_config_key_of_every_stage_is_a_flag() -> None:
     """Nothing is declared twice: the options are the config's keys, every one of them."""
-    for stage in (*STAGES, *TOOLS):
+    for stage in (s for s in ALL if s.options_from_config):
         options = config_options(stage.config)
         assert [o.key for o in options] == sorted(
             stage.config.model_fields, key=[o.key for o in options].index
@@ -182,7 +183,9 @@ def test_train_help_speaks_of_this_command_and_the_recipe_keys() -> None:
     assert "keep_checkpoints" in result.stdout and "python -m training.sft" not in result.stdout
 
 
-@pytest.mark.parametrize("stage", [*STAGES, *TOOLS], ids=lambda stage: stage.name)
+@pytest.mark.parametrize(
+    "stage", [s for s in ALL if s.options_from_config], ids=lambda stage: stage.name
+)
 def test_help_fits_a_screen_and_help_all_shows_every_option(stage) -> None:
     """`--help` shows the common options (and every required one) within one 80-column
     screen; the rest are counted there and all shown by `--help-all` (read wide: at 80

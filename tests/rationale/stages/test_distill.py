@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from rationale.prompting.retrieval import LeakageError
-from rationale.records.models import AcceptedRationale, AttemptRecord, PoolEntry
+from rationale.records.leakage import DatasetLeakageError
+from rationale.records.rationales import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, rewrite_jsonl
 from rationale.stages.distill import DistillConfig, DistillReport
 from rationale.stages.distill import run as run_distill
@@ -253,7 +253,7 @@ def test_a_dev_entry_in_a_train_pool_is_refused(
     pool = read_jsonl(run.pool_path(0), PoolEntry)
     leaked = pool[0].model_copy(update={"split": "dev"})
     rewrite_jsonl(run.pool_path(0), [*pool, leaked])
-    with pytest.raises(LeakageError, match="dev:"):
+    with pytest.raises(DatasetLeakageError, match="dev:"):
         run_distill(_symbolic_config(train_dir, symbolic_server, tmp_path / "cache", limit=20), run)
 
 

@@ -8,9 +8,9 @@ Each round k (1, 2, ...):
    what it accepted itself);
 2. each is asked with the stage's prompt; round 1 is one greedy sample (with
    `greedy_first`), later rounds draw `samples` at `temperature`;
-3. every sample is judged (`rationale.validation.judge`: parsed once, validated once against
+3. every sample is judged (`rationale.rounds.judge`: parsed once, validated once against
    the gold query, in worker processes: model SQL is untrusted) and written to attempts.jsonl;
-4. one valid sample per example is accepted (`rationale.records.models.accept`) and written to
+4. one valid sample per example is accepted (`rationale.records.rationales.accept`) and written to
    the stage's outputs (rationales.jsonl, and for distillation the pool file of round k).
 
 The loop stops when a round's coverage gain falls under `min_gain` points (from
@@ -53,15 +53,15 @@ from rationale.llm import (
 from rationale.llm.settings import BackendConfig, RoundSampling
 from rationale.prompting.teacher import prefix_reuse_order
 from rationale.records.leakage import refuse_evaluation_split
-from rationale.records.models import (
+from rationale.records.rationales import (
     AcceptedRationale,
     AcceptRule,
     AttemptRecord,
     ExampleRationale,
     accept,
 )
+from rationale.rounds.judge import Judge, PromptedExample, Refusal
 from rationale.run_dir import JsonlAppender, RunDir, read_jsonl, rewrite_jsonl
-from rationale.validation.judge import Judge, PromptedExample, Refusal
 
 
 class RoundConfig(BackendConfig, RoundSampling, StageConfig):
@@ -160,6 +160,12 @@ class IterationRow(BaseModel):
     completion_tokens: int
     samples_generated: int  # sent to the backend (not from the cache), over every pass
     wall_seconds: float  # over every pass
+
+
+def rounds_summary(iterations: Sequence[IterationRow], coverage: float, covered: int) -> str:
+    """One line of what a round loop (distill, annotate) accepted."""
+    accepted = sum(row.accepted for row in iterations)
+    return f"{accepted} accepted, coverage {coverage:.1f}% ({covered})"
 
 
 def _attempt_key(record: AttemptRecord) -> tuple[int, int, int]:

@@ -16,7 +16,7 @@ from bird.gold_cache import GoldCache
 from rationale.chain.format import ParseFailure, Rationale, parse_rationale
 from rationale.llm import Completion, GenerationResult
 from rationale.prompting.templates import RenderedChat
-from rationale.records.models import AttemptRecord, ShotRef
+from rationale.records.rationales import AttemptRecord, ShotRef
 from rationale.validation.checks import ValidationItem, ValidationReport, validate_many
 
 # Why a parsed rationale is refused before validation (None: it may be validated).

@@ -17,9 +17,7 @@ pipeline files are found by name (`--config demo`).
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,8 +38,9 @@ from rationale.config import (
     describe_error,
     read_config_file,
 )
+from rationale.registry import Stage, run_stage, stage, summary
 from rationale.run_dir import RunDir, now_iso
-from rationale.stages import annotate, audit, distill, export, predict, report, seed, train
+from rationale.stages import export, predict, train
 
 PIPELINE_FILE = "pipeline.json"
 
@@ -137,16 +136,13 @@ def students(pipeline: PipelineConfig) -> list[Student]:
     return found
 
 
-Runner = Callable[[Any, RunDir, bool, ProgressCallback], BaseModel]
-
-
 @dataclass(frozen=True)
 class Step:
-    """One step: its name, its stage's config (built), how to run it, and its outputs."""
+    """One step: its name, its stage and that stage's config (built)."""
 
     name: str
+    stage: Stage
     config: StageConfig
-    run: Runner
     section: str  # the pipeline file's section it comes from
 
 
@@ -207,16 +203,6 @@ class Problems:
             raise ConfigError.listing(self.found)
 
 
-def _pipeline_stage(module: Any) -> Runner:
-    return lambda config, run_dir, force, progress: module.run(
-        config, run_dir, force=force, progress=progress
-    )
-
-
-def _tool(module: Any) -> Runner:
-    return lambda config, _run_dir, _force, progress: module.run(config, progress=progress)
-
-
 def build_steps(
     pipeline: PipelineConfig, run_dir: RunDir, earlier: list[str] | None = None
 ) -> list[Step]:
@@ -230,21 +216,21 @@ def build_steps(
     models = root / "models"
     steps: list[Step] = []
 
-    def step(name: str, model: type[StageConfig], section: str, given: dict[str, Any],
-             filled: dict[str, Any], run: Runner) -> Step | None:  # fmt: skip
-        config = problems.build(model, section, given, filled)
+    def step(name: str, stage_name: str, given: dict[str, Any], filled: dict[str, Any]
+             ) -> Step | None:  # fmt: skip
+        """The step `name` of the stage `stage_name`, from its section's `given` keys."""
+        declared, section = stage(stage_name), stage_name
+        config = problems.build(declared.config, section, given, filled)
         if config is None:
             return None
-        made = Step(name, config, run, section)
+        made = Step(name, declared, config, section)
         steps.append(made)
         return made
 
-    step("audit", audit.AuditConfig, "audit", pipeline.audit, train_split, _pipeline_stage(audit))
-    step("seed", seed.SeedConfig, "seed", {**seeds, **pipeline.seed}, train_split,
-         _pipeline_stage(seed))  # fmt: skip
+    step("audit", "audit", pipeline.audit, train_split)
+    step("seed", "seed", {**seeds, **pipeline.seed}, train_split)
     if pipeline.distill is not None:
-        step("distill", distill.DistillConfig, "distill", pipeline.distill, train_split,
-             _pipeline_stage(distill))  # fmt: skip
+        step("distill", "distill", pipeline.distill, train_split)
 
     def export_step(
         name: str, kind: str, trained_by: dict[str, Any], questions: str = "covered"
@@ -256,8 +242,7 @@ def build_steps(
             **({"questions": questions} if questions != "covered" else {}),
             **_tokenizer_source(pipeline.export, trained_by),
         }
-        return step(f"export-{name}", export.ExportConfig, "export", pipeline.export, filled,
-                    _pipeline_stage(export))  # fmt: skip
+        return step(f"export-{name}", "export", pipeline.export, filled)
 
     def train_step(
         name: str, section: str, values: dict[str, Any], dataset: str | None = None
@@ -283,7 +268,7 @@ def build_steps(
         except train.TrainingRefused as error:
             problems.add(section, str(error))
             return None
-        made = Step(f"train-{name}", config, _tool(train), section)
+        made = Step(f"train-{name}", stage("train"), config, section)
         steps.append(made)
         return made
 
@@ -291,9 +276,8 @@ def build_steps(
     rationalizer_train = train_step(
         "rationalizer", "train_rationalizer", pipeline.train_rationalizer
     )
-    annotating = step("annotate", annotate.AnnotateConfig, "annotate",
-                      {"model": str(models / "rationalizer"), **pipeline.annotate}, train_split,
-                      _pipeline_stage(annotate))  # fmt: skip
+    rationalizer = {"model": str(models / "rationalizer"), **pipeline.annotate}
+    annotating = step("annotate", "annotate", rationalizer, train_split)
     check_room(rationalizer_train, rationalizer_export, annotating, "annotate", problems)
     cast = students(pipeline)
     exports = {
@@ -309,9 +293,8 @@ def build_steps(
 
     def predict_step(system: str, model: str, answers: str) -> Step | None:
         filled = {**dev_split, "kind": answers, "out": root / "predict" / system}
-        return step(f"predict-{system}", predict.PredictConfig, "predict",
-                    {"model": str(models / model), **pipeline.predict}, filled,
-                    _tool(predict))  # fmt: skip
+        return step(f"predict-{system}", "predict", {"model": str(models / model),
+                    **pipeline.predict}, filled)  # fmt: skip
 
     for student in cast:
         predicting = predict_step(student.system, student.name, student.answers)
@@ -340,7 +323,7 @@ def build_steps(
         "run": root,
         "train": pipeline.train,
     }
-    step("report", report.ReportConfig, "report", pipeline.report, report_values, _tool(report))
+    step("report", "report", pipeline.report, report_values)
     problems.raise_any()
     return steps  # in the order they were made: the order they run in
 
@@ -461,7 +444,6 @@ def run_pipeline(
     only: list[str] | None = None,
     start: str | None = None,
     progress: ProgressCallback = no_progress,
-    summarize: Callable[[str, BaseModel], str] = lambda name, report: "",
 ) -> list[StepOutcome]:
     """Walk the steps; see the module docstring for what is skipped and what re-runs."""
     load_split(pipeline.train)  # the data must be there before anything runs
@@ -504,24 +486,17 @@ def run_pipeline(
                 state.steps.pop(name, None)
             progress.log(f"--- {step.name}")
             clock = time.perf_counter()
-            result = step.run(step.config, run_dir, changed or stale, progress)
+            result = run_stage(
+                step.stage, step.config, run_dir, force=changed or stale, progress=progress
+            )
             seconds = round(time.perf_counter() - clock, 1)
-            summary = summarize(step.name, result)
+            said = summary(result)
             state.steps[step.name] = StepState(
-                config_hash=current, finished=now_iso(), seconds=seconds, summary=summary
+                config_hash=current, finished=now_iso(), seconds=seconds, summary=said
             )
             write_text_atomic(state_path, state.model_dump_json(indent=2) + "\n")
             status = "re-ran (config changed)" if changed or stale else "ran"
             outcomes.append(
-                StepOutcome(name=step.name, status=status, seconds=seconds, summary=summary)
+                StepOutcome(name=step.name, status=status, seconds=seconds, summary=said)
             )
     return outcomes
-
-
-def pipeline_state(run_dir: RunDir) -> PipelineState:
-    path = run_dir.root / PIPELINE_FILE
-    return (
-        PipelineState.model_validate(json.loads(path.read_text()))
-        if path.exists()
-        else PipelineState()
-    )
