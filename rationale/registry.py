@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from bird.console import ProgressCallback, no_progress
 from rationale.browser import tool as view
 from rationale.config import StageConfig
+from rationale.logs import LoggedProgress, LogLevel, logger, stage_log
 from rationale.run_dir import RunDir
 from rationale.stages import (
     annotate,
@@ -100,15 +101,26 @@ def run_stage(
     *,
     force: bool = False,
     progress: ProgressCallback = no_progress,
+    log_name: str | None = None,
+    log_level: LogLevel = "info",
 ) -> BaseModel:
-    """Run one stage as its declaration says."""
-    if not declared.in_run_dir:
-        return declared.run(config, progress=progress)
+    """Run one stage as its declaration says. With a run directory (a tool run by
+    `rationale run` has one too), under the directory's lock and with its log file
+    `logs/<log_name or stage>.log`."""
     if run_dir is None:
-        raise ValueError(f"the {declared.name} stage works in a run directory: give one")
-    resuming = {"force": force} if declared.resumes else {}
-    with run_dir.locked():
-        return declared.run(config, run_dir, progress=progress, **resuming)
+        if declared.in_run_dir:
+            raise ValueError(f"the {declared.name} stage works in a run directory: give one")
+        return declared.run(config, progress=progress)
+    name = log_name or declared.name
+    with run_dir.locked(), stage_log(run_dir.root, name, log_level, config):
+        logged = LoggedProgress(progress)
+        if declared.in_run_dir:
+            resuming = {"force": force} if declared.resumes else {}
+            result = declared.run(config, run_dir, progress=logged, **resuming)
+        else:
+            result = declared.run(config, progress=logged)
+        logger.info("%s produced: %s", name, summary(result) or type(result).__name__)
+        return result
 
 
 def summary(result: BaseModel) -> str:

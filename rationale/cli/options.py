@@ -36,6 +36,7 @@ from rationale.config import (
     read_config_file,
     resolve_config,
 )
+from rationale.logs import LogLevel
 
 _GIVEN = frozenset({"COMMANDLINE", "ENVIRONMENT"})
 STAGE_PANEL = "Stage options"
@@ -276,6 +277,18 @@ RUN_OPTION = _keyword(
     "run",
     typer.Option(None, "--run", help="Run directory (created if absent). (required)"),
     Path | None,
+)
+LOG_LEVELS = _choices("LogLevel", get_args(LogLevel))
+LOG_LEVEL_OPTION = _keyword(
+    "log_level",
+    typer.Option(
+        LOG_LEVELS("info"),
+        "--log-level",
+        help="What the run directory's log file (logs/<stage>.log) keeps. The console "
+        "shows the same either way.",
+        case_sensitive=False,
+    ),
+    LOG_LEVELS,
 )
 FORCE_OPTION = _keyword(
     "force",

@@ -13,6 +13,7 @@ from bird.data import load_split
 from bird.files import check_output_place
 from rationale.cli.annotate import coverage_table as coverage_rich_table
 from rationale.cli.common import console, reporting_errors
+from rationale.cli.options import LOG_LEVELS
 from rationale.cli.report import report_tables
 from rationale.pipeline.steps import StepOutcome, load_pipeline, run_pipeline
 from rationale.records.coverage import coverage_table
@@ -43,6 +44,13 @@ def command(
     start: str | None = typer.Option(None, "--from", help="Run from this step on."),
     overrides: list[str] = typer.Option(
         [], "--set", help="SECTION.KEY=VALUE over the pipeline file (e.g. distill.limit=8)."
+    ),
+    log_level: LOG_LEVELS = typer.Option(  # type: ignore[valid-type]
+        LOG_LEVELS("info"),
+        "--log-level",
+        help="What the log files keep (RUN/logs/run.log, and one per step). The console "
+        "shows the same either way.",
+        case_sensitive=False,
     ),
 ) -> None:
     """Run the whole pipeline into one run directory, resumably.

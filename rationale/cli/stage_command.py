@@ -11,7 +11,13 @@ from pydantic import BaseModel
 from bird.console import PhaseProgress
 from bird.files import check_output_place
 from rationale.cli.common import console, fail
-from rationale.cli.options import FORCE_OPTION, RUN_OPTION, config_command, config_options
+from rationale.cli.options import (
+    FORCE_OPTION,
+    LOG_LEVEL_OPTION,
+    RUN_OPTION,
+    config_command,
+    config_options,
+)
 from rationale.config import output_places
 from rationale.registry import Stage, run_stage
 from rationale.run_dir import RunDir
@@ -39,9 +45,18 @@ def stage_command(stage: Stage, show: Show, doc: str) -> Callable[..., None]:
             check_output_place(path, f"--{flags[key]}", folder=folder)
         with PhaseProgress(console) as progress:
             report = run_stage(
-                stage, config, run_dir, force=extras.get("force", False), progress=progress
+                stage,
+                config,
+                run_dir,
+                force=extras.get("force", False),
+                progress=progress,
+                log_level=str(extras.get("log_level", "info")),  # type: ignore[arg-type]
             )
         show(report, run_dir)
 
-    extra = (RUN_OPTION, *((FORCE_OPTION,) if stage.resumes else ())) if stage.in_run_dir else ()
+    extra = (
+        (RUN_OPTION, *((FORCE_OPTION,) if stage.resumes else ()), LOG_LEVEL_OPTION)
+        if stage.in_run_dir
+        else ()
+    )
     return config_command(stage.config, stage.name, body, extra=extra, doc=doc)

@@ -38,6 +38,7 @@ from rationale.config import (
     describe_error,
     read_config_file,
 )
+from rationale.logs import LogLevel, logger, stage_log
 from rationale.registry import Stage, run_stage, stage, summary
 from rationale.run_dir import RunDir, now_iso
 from rationale.stages import export, predict, train
@@ -444,14 +445,16 @@ def run_pipeline(
     only: list[str] | None = None,
     start: str | None = None,
     progress: ProgressCallback = no_progress,
+    log_level: LogLevel = "info",
 ) -> list[StepOutcome]:
-    """Walk the steps; see the module docstring for what is skipped and what re-runs."""
+    """Walk the steps; see the module docstring for what is skipped and what re-runs. Each
+    step logs into `logs/<step>.log`, and the whole run into `logs/run.log`."""
     load_split(pipeline.train)  # the data must be there before anything runs
     load_split(pipeline.dev)
     steps = build_steps(pipeline, run_dir)
     chosen = select(steps, only or [], start)
     outcomes: list[StepOutcome] = []
-    with run_dir.locked():
+    with run_dir.locked(), stage_log(run_dir.root, "run", log_level, pipeline):
         state_path = run_dir.root / PIPELINE_FILE
         state = (
             PipelineState.model_validate_json(state_path.read_text())
@@ -464,6 +467,7 @@ def run_pipeline(
             current = step.config.config_hash()
             changed = recorded is not None and recorded.config_hash != current
             if recorded is not None and not changed and not stale:
+                logger.info("%s: skipped, unchanged since it ran", step.name)
                 outcomes.append(
                     StepOutcome(
                         name=step.name,
@@ -487,7 +491,13 @@ def run_pipeline(
             progress.log(f"--- {step.name}")
             clock = time.perf_counter()
             result = run_stage(
-                step.stage, step.config, run_dir, force=changed or stale, progress=progress
+                step.stage,
+                step.config,
+                run_dir,
+                force=changed or stale,
+                progress=progress,
+                log_name=step.name,
+                log_level=log_level,
             )
             seconds = round(time.perf_counter() - clock, 1)
             said = summary(result)

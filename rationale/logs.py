@@ -1,0 +1,107 @@
+"""A log file per stage in the run directory: what it did, its warnings, its timings.
+
+`runs/<name>/logs/<stage>.log` (a pipeline step's under the step's name, and `run.log` for
+all of `rationale run`) gets the stage's config, every line the stage reports worth keeping
+(`progress.log`), each phase's start and end with its duration, every record of the
+project's loggers at the chosen level, and how the stage ended: its summary and seconds, or
+the error (with its traceback, which the console never shows). The console is unchanged: the
+handler goes on the root logger, which prints nothing on its own. A resumption appends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel
+
+from bird.console import ProgressCallback
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LOGS_DIR = "logs"
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+logger = logging.getLogger("rationale")
+
+
+class LoggedProgress:
+    """A `ProgressCallback` that passes everything on to `shown` and logs what is worth
+    keeping: `log` lines, and each phase's start and end with its duration."""
+
+    def __init__(self, shown: ProgressCallback) -> None:
+        self._shown = shown
+        self._started: dict[str, float] = {}
+        self._ended: set[str] = set()
+
+    def __call__(self, phase: str, done: int, total: int | None, note: str = "") -> None:
+        self._shown(phase, done, total, note)
+        now = time.perf_counter()
+        if phase not in self._started:
+            self._started[phase] = now
+            logger.info("%s: started%s", phase, f", {total} to do" if total is not None else "")
+        if total is not None and done >= total and phase not in self._ended:
+            self._ended.add(phase)
+            seconds = now - self._started[phase]
+            logger.info("%s: %d done in %.1f s%s", phase, done, seconds, f" ({note})" * bool(note))
+
+    def log(self, message: str) -> None:
+        self._shown.log(message)
+        logger.info(message)
+
+
+@contextmanager
+def stage_log(root: Path, name: str, level: LogLevel, config: BaseModel | None) -> Iterator[None]:
+    """Log into `root/logs/<name>.log` while the block runs. When the block fails before
+    the run directory held anything else (a refused command), the log goes too, so that a
+    refusal leaves no run directory behind."""
+    folder = root / LOGS_DIR
+    path = folder / f"{name}.log"
+    untouched = not root.exists() or not any(
+        p.name not in (LOGS_DIR, ".lock") for p in root.iterdir()
+    )
+    new_file = not path.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setLevel(level.upper())
+    top = logging.getLogger()
+    old_level = top.level
+    top.addHandler(handler)
+    top.setLevel(min(old_level, handler.level))
+    if handler.level > logging.DEBUG:  # one line per HTTP request is noise below debug
+        for chatty in ("httpx", "httpcore"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)
+    clock = time.perf_counter()
+    logger.info("%s started", name)
+    if config is not None:
+        logger.info("config: %s", config.model_dump_json())
+    try:
+        yield
+    except BaseException as error:
+        seconds = time.perf_counter() - clock
+        if isinstance(error, KeyboardInterrupt):
+            logger.warning("%s interrupted after %.1f s", name, seconds)
+        else:
+            logger.error("%s failed after %.1f s: %s", name, seconds, error, exc_info=error)
+        _close(top, handler, old_level)
+        if untouched and new_file and not _written(root):
+            path.unlink(missing_ok=True)
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    logger.info("%s finished in %.1f s", name, time.perf_counter() - clock)
+    _close(top, handler, old_level)
+
+
+def _written(root: Path) -> list[Path]:
+    """What the run directory holds besides logs and its lock."""
+    return [entry for entry in root.iterdir() if entry.name not in (LOGS_DIR, ".lock")]
+
+
+def _close(top: logging.Logger, handler: logging.Handler, old_level: int) -> None:
+    top.removeHandler(handler)
+    top.setLevel(old_level)
+    handler.close()
