@@ -12,12 +12,16 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from bird.data import BirdDataError, BirdSplit
 from bird.descriptions import ColumnDescription, read_descriptions
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+    from sqlite_utils.db import Table
 
 SAMPLE_QUERY_SECONDS = 0.5  # a sample that needs a long scan is not worth waiting for
 SAMPLE_VALUE_CHARS = 40
@@ -95,6 +99,30 @@ def _connect_read_only(db_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
 
 
+def introspect(connection: sqlite3.Connection) -> Database:
+    """sqlite-utils over a connection the caller opened (and closes). It sets nothing on
+    the connection (no `PRAGMA recursive_triggers`, no plugin hooks), so the guards the
+    caller installed stay as they were; the schema readers here only read through it."""
+    # Imported here: sqlite-utils imports pandas where that is installed (most of a second),
+    # and most commands never read a schema.
+    from sqlite_utils import Database
+
+    return Database(connection, recursive_triggers=False, execute_plugins=False)
+
+
+def user_tables(database: Database) -> list[str]:
+    """Tables (views left out) in creation order: sqlite_master is scanned in rowid order.
+    SQLite's own tables (`sqlite_sequence`, `sqlite_stat1`) are left out; names that start
+    with `sqlite_` are reserved to SQLite, in any case."""
+    return [name for name in database.table_names() if not name.lower().startswith("sqlite_")]
+
+
+def primary_key(table: Table) -> list[str]:
+    """Declared primary key columns, in key order; [] where there is none (sqlite-utils
+    names `rowid` there, which no CREATE TABLE declares)."""
+    return [] if table.use_rowid else table.pks
+
+
 def _sample_values(
     connection: sqlite3.Connection, table: str, column: str, count: int
 ) -> list[str]:
@@ -125,37 +153,30 @@ def read_database_schema(
     descriptions = descriptions or {}
     connection = _connect_read_only(db_path)
     try:
-        table_names = [
-            row[0]
-            for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' "
-                "AND name NOT LIKE 'sqlite_%' ORDER BY rowid"
-            )
-        ]
+        database = introspect(connection)
         tables = []
-        for table in table_names:
-            info = connection.execute(f"PRAGMA table_info({always_quote(table)})").fetchall()
-            primary_key = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5] > 0]
+        for name in user_tables(database):
+            table = database.table(name)
             columns = []
-            for _, name, column_type, _, _, _ in info:
-                description = descriptions.get((table.lower(), name.lower()))
+            for column in table.columns:  # PRAGMA table_info: hidden columns left out
+                description = descriptions.get((name.lower(), column.name.lower()))
                 columns.append(
                     ColumnSchema(
-                        name=name,
-                        type=column_type or "",
+                        name=column.name,
+                        type=column.type or "",
                         description=_column_comment(description),
                         value_description=description.value_description if description else "",
-                        samples=_sample_values(connection, table, name, sample_values)
+                        samples=_sample_values(connection, name, column.name, sample_values)
                         if sample_values > 0
                         else [],
                     )
                 )
             tables.append(
                 TableSchema(
-                    name=table,
+                    name=name,
                     columns=columns,
-                    primary_key=primary_key,
-                    foreign_keys=_foreign_keys(connection, table),
+                    primary_key=primary_key(table),
+                    foreign_keys=_foreign_keys(database, table),
                 )
             )
     finally:
@@ -182,27 +203,38 @@ def _column_comment(description: ColumnDescription | None) -> str:
     return ": ".join(parts)
 
 
-def _foreign_keys(connection: sqlite3.Connection, table: str) -> list[ForeignKey]:
-    rows = connection.execute(f"PRAGMA foreign_key_list({always_quote(table)})").fetchall()
-    grouped: dict[int, list[tuple]] = {}
-    for row in rows:
-        grouped.setdefault(row[0], []).append(row)
+def _foreign_keys(database: Database, table: Table) -> list[ForeignKey]:
     keys = []
-    for key_id in sorted(grouped):
-        parts = sorted(grouped[key_id], key=lambda row: row[1])
-        ref_table = parts[0][2]
-        ref_columns = [row[4] for row in parts]
-        if any(column is None for column in ref_columns):
-            # `REFERENCES t` without columns means t's primary key.
-            info = connection.execute(f"PRAGMA table_info({always_quote(ref_table)})").fetchall()
-            pk = [row[1] for row in sorted(info, key=lambda row: row[5]) if row[5] > 0]
-            ref_columns = pk if len(pk) == len(parts) else [c or "" for c in ref_columns]
+    for key in table.foreign_keys:  # in PRAGMA foreign_key_list order, compound keys whole
+        ref_columns: list[str | None] = list(key.other_columns)
+        if None in ref_columns or (
+            ref_columns == ["rowid"] and not _has_column(database, key.other_table, "rowid")
+        ):
+            # `REFERENCES t` without columns means t's primary key. sqlite-utils resolves that
+            # only for a table named in the same case, and names `rowid` for a table without
+            # a declared key (not a key a foreign key can use): resolve it as SQLite does,
+            # with the name in any case, and leave the columns blank where that fails.
+            declared = primary_key(database.table(_table_named(database, key.other_table)))
+            blank = [""] * len(key.columns)
+            ref_columns = list(declared) if len(declared) == len(key.columns) else blank
         keys.append(
             ForeignKey(
-                columns=[row[3] for row in parts], ref_table=ref_table, ref_columns=ref_columns
+                columns=list(key.columns),
+                ref_table=key.other_table,
+                ref_columns=[column or "" for column in ref_columns],
             )
         )
     return keys
+
+
+def _table_named(database: Database, name: str) -> str:
+    """The table `name` refers to: SQLite matches table names in any case."""
+    return next((table for table in database.table_names() if table.lower() == name.lower()), name)
+
+
+def _has_column(database: Database, table: str, column: str) -> bool:
+    columns = database.table(_table_named(database, table)).columns
+    return any(item.name.lower() == column.lower() for item in columns)
 
 
 def read_tables_json_schema(tables_path: Path, db_id: str) -> DatabaseSchema:

@@ -34,10 +34,13 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bird.descriptions import read_descriptions
 from bird.files import cache_root
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 BUILD_FORMAT = 1  # bump when the output changes for unchanged sources
@@ -202,8 +205,14 @@ def _converter(declared_type: str) -> Callable[[str], Any]:
     return str
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _database(connection: sqlite3.Connection) -> Database:
+    """sqlite-utils over `connection`, which the caller opened and closes."""
+    # Imported here: sqlite-utils imports pandas where that is installed (most of a second),
+    # and `bird.data` imports this module for DEMO_MARKER alone. No plugins: their hooks
+    # could register functions that change what a build writes.
+    from sqlite_utils import Database
+
+    return Database(connection, recursive_triggers=False, execute_plugins=False)
 
 
 def build_database(source: Path, db_path: Path) -> None:
@@ -219,25 +228,22 @@ def build_database(source: Path, db_path: Path) -> None:
     try:
         connection.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
         try:
+            # The schema stays SQL text: its keys and constraints are what the demo shows.
             connection.executescript(schema_path.read_text(encoding="utf-8"))
         except sqlite3.Error as error:
             raise DemoBuildError(f"{schema_path}: {error}") from error
-        tables = [
-            row[0]
-            for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"
-            )
-        ]
+        database = _database(connection)
+        tables = database.table_names()
         files = {path.stem: path for path in rows_dir.glob("*.csv")}
         if set(files) != set(tables):
             raise DemoBuildError(
                 f"{rows_dir}: row files {sorted(files)} do not match the tables of "
                 f"{schema_path.name} {sorted(tables)}"
             )
-        connection.execute("BEGIN")
-        for table in tables:
-            _insert_rows(connection, table, files[table])
-        connection.execute("COMMIT")
+        with database.atomic():
+            for table in tables:
+                _insert_rows(database, table, files[table])
+        # No sqlite-utils call for this check: it runs only inside table.transform().
         violations = connection.execute("PRAGMA foreign_key_check").fetchall()
         if violations:
             table, rowid, parent, _ = violations[0]
@@ -249,10 +255,10 @@ def build_database(source: Path, db_path: Path) -> None:
         connection.close()
 
 
-def _insert_rows(connection: sqlite3.Connection, table: str, path: Path) -> None:
-    info = connection.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
-    columns = [row[1] for row in info]
-    converters = [_converter(row[2]) for row in info]
+def _insert_rows(database: Database, table: str, path: Path) -> None:
+    declared = database.table(table).columns
+    columns = [column.name for column in declared]
+    converters = [_converter(column.type) for column in declared]
     reader = csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline=""))
     header = next(reader, None)
     if header != columns:
@@ -270,9 +276,8 @@ def _insert_rows(connection: sqlite3.Connection, table: str, path: Path) -> None
             )
         except ValueError as error:
             raise DemoBuildError(f"{path}:{line}: {error}") from error
-    placeholders = ", ".join("?" * len(columns))
-    quoted = ", ".join(map(_quote, columns))
-    connection.executemany(f"INSERT INTO {_quote(table)} ({quoted}) VALUES ({placeholders})", rows)
+    # List form: the first item names the columns, the rest are rows, inserted in file order.
+    database.table(table).insert_all([columns, *rows])
 
 
 def tables_json_entry(db_path: Path, db_id: str, description_dir: Path) -> dict[str, Any]:
@@ -282,34 +287,30 @@ def tables_json_entry(db_path: Path, db_id: str, description_dir: Path) -> dict[
     descriptions = read_descriptions(description_dir)
     connection = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        tables = [
-            row[0]
-            for row in connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY rowid"
-            )
-        ]
+        database = _database(connection)
+        tables = database.table_names()
         original: list[list[Any]] = [[-1, "*"]]
         readable: list[list[Any]] = [[-1, "*"]]
         types = ["text"]
         primary_keys: list[Any] = []
         index: dict[tuple[str, str], int] = {}
         for table_index, table in enumerate(tables):
-            info = connection.execute(f"PRAGMA table_info({_quote(table)})").fetchall()
-            for _, column, declared, _, _, _ in info:
-                index[(table, column)] = len(original)
-                original.append([table_index, column])
-                described = descriptions.get((table.lower(), column.lower()))
+            for column in database.table(table).columns:
+                index[(table, column.name)] = len(original)
+                original.append([table_index, column.name])
+                described = descriptions.get((table.lower(), column.name.lower()))
                 label = described.readable_name if described and described.readable_name else ""
-                readable.append([table_index, label or column.replace("_", " ").lower()])
-                types.append(declared.lower() or "text")
-            key = [index[(table, row[1])] for row in sorted(info, key=lambda r: r[5]) if row[5]]
-            if key:
+                readable.append([table_index, label or column.name.replace("_", " ").lower()])
+                types.append(column.type.lower() or "text")
+            if not database.table(table).use_rowid:  # else pks names `rowid`, no column
+                key = [index[(table, name)] for name in database.table(table).pks]
                 primary_keys.append(key[0] if len(key) == 1 else key)
-        foreign_keys = []
-        for table in tables:
-            for row in connection.execute(f"PRAGMA foreign_key_list({_quote(table)})"):
-                parent, column, parent_column = row[2], row[3], row[4]
-                foreign_keys.append([index[(table, column)], index[(parent, parent_column)]])
+        foreign_keys = [
+            [index[(table, column)], index[(key.other_table, parent_column)]]
+            for table in tables
+            for key in database.table(table).foreign_keys
+            for column, parent_column in zip(key.columns, key.other_columns, strict=True)
+        ]
     finally:
         connection.close()
     return {

@@ -166,3 +166,43 @@ def test_copies_without_a_cache_folder_are_removed(superhero_db: Path) -> None:
     [verdict] = robust_equal_many([(superhero_db, gold, gold)])
     assert verdict.equal and verdict.copies > 0
     assert leftovers() == before
+
+
+def test_copies_of_odd_tables(tmp_path: Path, config: RobustConfig) -> None:
+    """Names that need quotes and a rowid alias of another name are perturbed; a WITHOUT
+    ROWID table is left as it is; the source file is not touched."""
+    source = tmp_path / "odd.sqlite"
+    with sqlite3.connect(source) as connection:
+        connection.executescript(
+            'CREATE TABLE "Free Meal" ("School ID" INTEGER PRIMARY KEY, "a""b" TEXT, n REAL);'
+            "CREATE TABLE keyed (k TEXT PRIMARY KEY, v INTEGER) WITHOUT ROWID;"
+        )
+        connection.executemany(
+            'INSERT INTO "Free Meal" ("a""b", n) VALUES (?, ?)',
+            [(f"name {i % 7}", i / 4) for i in range(40)],
+        )
+        connection.executemany("INSERT INTO keyed VALUES (?, ?)", [("x", 1), ("y", 2)])
+    before = source.read_bytes()
+    rows = 'SELECT "School ID", "a""b", n FROM "Free Meal"'
+    original = execute_sql(source, rows).rows
+    keyed = execute_sql(source, "SELECT * FROM keyed").rows
+
+    subset = execute_sql(perturbed_copy(source, "subset", 1, config), rows).rows
+    assert 0 < len(subset) < len(original) and set(subset) <= set(original)
+
+    shuffled_copy = perturbed_copy(source, "shuffle", 1, config)
+    shuffled = execute_sql(shuffled_copy, rows).rows
+    added = shuffled[len(original) :]
+    assert shuffled[: len(original)] == original and added
+    assert [row[0] for row in added] == list(range(41, 41 + len(added)))  # numbered by SQLite
+    names, numbers = {row[1] for row in original}, {row[2] for row in original}
+    assert all(row[1] in names and row[2] in numbers for row in added)  # existing values
+
+    permuted = execute_sql(perturbed_copy(source, "permute", 1, config), rows).rows
+    for column in range(3):
+        assert sorted(row[column] for row in permuted) == sorted(row[column] for row in original)
+    assert permuted != original
+
+    for copy in config.cache_dir.glob("*.sqlite"):
+        assert execute_sql(copy, "SELECT * FROM keyed").rows == keyed
+    assert source.read_bytes() == before
