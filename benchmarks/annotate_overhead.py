@@ -4,7 +4,7 @@ Everything but the rationalization model is timed: reading the pool and the quar
 rendering the rationalizer's prompts (schema cut to the token budget with the model's
 tokenizer), response-cache lookups, parsing, validation by execution (gold and every step,
 in worker processes) and writing records. The cache is filled first by a real pass against
-`symbolic_teacher_server.py`, a real OpenAI-compatible server answering with the symbolic
+`rationale.decomposer.teacher_server`, a real OpenAI-compatible server answering with the symbolic
 decomposer's rationale; the timed pass runs in a fresh run directory with that cache, so no
 request leaves the process. Seeds are the only pool, so annotation asks about every other
 executable example of the database.

@@ -3,7 +3,7 @@
 Everything but the teacher is timed: reading the pool, retrieval, schema rendering, prompt
 building, response-cache lookups, parsing, validation by execution (gold and every step,
 in worker processes), and writing records. The cache is filled first by a real pass
-against `symbolic_teacher_server.py` (a real OpenAI-compatible server answering with the
+against `rationale.decomposer.teacher_server` (a real OpenAI-compatible server answering with the
 symbolic decomposer's rationales); the timed pass then runs in a fresh run directory with
 the same cache, so no request leaves the process (the backend is never even built).
 
@@ -36,7 +36,7 @@ from rationale.stages.seed import run as run_seed
 
 FULL_TRAIN = 9428
 TARGET_SECONDS = 60.0
-SERVER = Path(__file__).resolve().parent / "symbolic_teacher_server.py"
+SERVER = "rationale.decomposer.teacher_server"  # run as python -m
 
 
 def _free_port() -> int:
@@ -46,7 +46,7 @@ def _free_port() -> int:
 
 
 def _start_server(split_dirs: list[Path], port: int, db_ids: list[str]) -> subprocess.Popen:
-    command = [sys.executable, str(SERVER), "--port", str(port)]
+    command = [sys.executable, "-m", SERVER, "--port", str(port)]
     for split_dir in split_dirs:
         command += ["--data", str(split_dir)]
     for db in db_ids:

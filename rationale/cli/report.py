@@ -41,13 +41,18 @@ def report_tables(report: Report) -> list[Table]:
     return [scores, paired] if report.comparisons else [scores]
 
 
-def show(report: Report, _run_dir: RunDir | None) -> None:
+def print_report(report: Report) -> None:
+    """The report's tables, then what limits its numbers."""
     for table in report_tables(report):
         console.print(table)
     if report.notes:
         console.print("[bold]What limits these numbers[/bold]")
         for note in report.notes:
             console.print(f"  - {escape(note)}")
+
+
+def show(report: Report, _run_dir: RunDir | None) -> None:
+    print_report(report)
 
 
 command = stage_command(

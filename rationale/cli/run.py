@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from bird.console import PhaseProgress
@@ -14,7 +13,7 @@ from bird.files import check_output_place
 from rationale.cli.annotate import coverage_table as coverage_rich_table
 from rationale.cli.common import console, reporting_errors
 from rationale.cli.options import LOG_LEVELS
-from rationale.cli.report import report_tables
+from rationale.cli.report import print_report
 from rationale.pipeline.steps import StepOutcome, load_pipeline, run_pipeline
 from rationale.records.coverage import coverage_table
 from rationale.run_dir import RunDir
@@ -70,11 +69,5 @@ def command(
     console.print(coverage_rich_table(coverage_table(run_dir, load_split(pipeline.train))))
     report_json = run_dir.root / "report" / "report.json"
     if report_json.exists():
-        report = Report.model_validate_json(report_json.read_text())
-        for table in report_tables(report):
-            console.print(table)
-        if report.notes:
-            console.print("[bold]What limits these numbers[/bold]")
-            for note in report.notes:
-                console.print(f"  - {escape(note)}")
+        print_report(Report.model_validate_json(report_json.read_text()))
         typer.echo(str(run_dir.root / "report" / "report.md"))

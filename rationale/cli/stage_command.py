@@ -19,11 +19,16 @@ from rationale.cli.options import (
     config_options,
 )
 from rationale.config import output_places
-from rationale.registry import Stage, run_stage
+from rationale.registry import Stage, run_stage, summary
 from rationale.run_dir import RunDir
 
 # Prints what a stage produced: its report and, for pipeline stages, the run directory.
 Show = Callable[[Any, RunDir | None], None]
+
+
+def print_summary(report: Any, _run_dir: RunDir | None) -> None:
+    """What a stage without a command module of its own shows: its report's one line."""
+    console.print(summary(report) or report.model_dump_json(indent=2))
 
 
 def stage_command(stage: Stage, show: Show, doc: str) -> Callable[..., None]:

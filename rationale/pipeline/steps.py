@@ -5,20 +5,24 @@
     [-> export grpo -> train student-cot-grpo (from the CoT student) -> predict cot-grpo]
     -> report
 
-Each step is a stage with its section of the pipeline file (the stage's own keys), plus
-what the pipeline fills in: the train and dev splits, the run directory's paths, and the
-models the earlier steps trained. `run/pipeline.json` records every finished step's config
-hash: a re-run skips finished steps whose config is unchanged, re-runs a step whose section
-changed and every step after it (saying so), and resumes an interrupted step (every stage
-resumes its own work). Whenever a step runs, the records of the steps after it are dropped,
-so that they run again even if this invocation stops before them (`--only`). Shipped
-pipeline files are found by name (`--config demo`).
+The steps are data (`PLAN`): each names its stage in `rationale.registry`, the section of
+the pipeline file whose keys it takes (the stage's own keys), and what the pipeline fills
+in: the train and dev splits, the run directory's paths, and the models the earlier steps
+trained; the steps of a trained model (its export, its training, its predictions) are made
+once per trainee (the rationalizer, each student of `train_students`, the GRPO student).
+
+`run/pipeline.json` records every finished step's config hash: a re-run skips finished steps
+whose config is unchanged, re-runs a step whose section changed and every step after it
+(saying so), and resumes an interrupted step (every stage resumes its own work). Whenever a
+step runs, the records of the steps after it are dropped, so that they run again even if
+this invocation stops before them (`--only`). Shipped pipeline files are found by name
+(`--config demo`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -92,52 +96,6 @@ class PipelineConfig(BaseModel):
 
 
 @dataclass(frozen=True)
-class Student:
-    """One student of a pipeline file: its dataset, model and predictions."""
-
-    name: str  # student-cot, student-nocot, student-nocot-all, ...
-    kind: str  # the export kind: student-cot or student-nocot
-    questions: str  # covered or all
-    recipe_values: dict[str, Any]
-
-    @property
-    def system(self) -> str:
-        """Its name in predictions and the report (cot, nocot, nocot-all)."""
-        return self.name.removeprefix("student-")
-
-    @property
-    def answers(self) -> str:
-        return "cot" if self.kind == "student-cot" else "nocot"
-
-
-def students(pipeline: PipelineConfig) -> list[Student]:
-    """The students of `train_students`, in the file's order, checked."""
-    found = []
-    for name, entry in pipeline.train_students.items():
-        values = dict(entry)
-        kind = values.pop("kind", None) or (
-            "student-nocot" if name.startswith("student-nocot") else "student-cot"
-        )
-        questions = values.pop("questions", "covered")
-        where = f"pipeline section 'train_students', entry {name!r}"
-        if not name.startswith("student-") or not name.removeprefix("student-"):
-            raise ConfigError(f"{where}: a student's name starts with 'student-'")
-        if kind not in ("student-cot", "student-nocot"):
-            raise ConfigError(f"{where}: kind {kind!r} is not student-cot or student-nocot")
-        if questions not in ("covered", "all"):
-            raise ConfigError(f"{where}: questions {questions!r} is not covered or all")
-        if questions == "all" and kind != "student-nocot":
-            raise ConfigError(
-                f"{where}: questions: all needs kind student-nocot (a CoT student trains on "
-                "the covered questions only: the others have no rationale)"
-            )
-        found.append(Student(name, kind, questions, values))
-    if not found:
-        raise ConfigError("pipeline section 'train_students' names no student")
-    return found
-
-
-@dataclass(frozen=True)
 class Step:
     """One step: its name, its stage and that stage's config (built)."""
 
@@ -204,129 +162,235 @@ class Problems:
             raise ConfigError.listing(self.found)
 
 
-def build_steps(
-    pipeline: PipelineConfig, run_dir: RunDir, earlier: list[str] | None = None
-) -> list[Step]:
-    """Every step with its resolved config: the section's keys plus what the pipeline fills
-    in (splits, run paths, trained models). Every bad key of every section is named at
-    once (with the closest valid key, after the `earlier` problems), before anything runs."""
-    problems = Problems(pipeline, earlier)
-    root = run_dir.root.resolve()
-    train_split, dev_split = {"data": pipeline.train}, {"data": pipeline.dev}
-    seeds = {"seeds": pipeline.seeds} if pipeline.seeds is not None else {}
-    models = root / "models"
-    steps: list[Step] = []
+@dataclass(frozen=True)
+class Trainee:
+    """A model the pipeline trains: the rationalizer, each student of `train_students`, and
+    the GRPO student. Its values fill the `{...}` fields of the plan's steps."""
 
-    def step(name: str, stage_name: str, given: dict[str, Any], filled: dict[str, Any]
-             ) -> Step | None:  # fmt: skip
-        """The step `name` of the stage `stage_name`, from its section's `given` keys."""
-        declared, section = stage(stage_name), stage_name
-        config = problems.build(declared.config, section, given, filled)
-        if config is None:
-            return None
-        made = Step(name, declared, config, section)
-        steps.append(made)
-        return made
+    name: str  # rationalizer, student-cot, student-nocot-all, student-cot-grpo, ...
+    section: str  # the pipeline file's section of its recipe keys
+    kind: str  # the export kind of its dataset
+    questions: str  # covered or all
+    recipe_values: dict[str, Any]
+    dataset: str = ""  # its dataset folder's name under export/ (default: its name)
+    answers: str = ""  # predict's kind: cot or nocot ("" for the rationalizer)
 
-    step("audit", "audit", pipeline.audit, train_split)
-    step("seed", "seed", {**seeds, **pipeline.seed}, train_split)
-    if pipeline.distill is not None:
-        step("distill", "distill", pipeline.distill, train_split)
+    @property
+    def system(self) -> str:
+        """Its name in predictions and the report (cot, nocot, nocot-all, cot-grpo)."""
+        return self.name.removeprefix("student-")
 
-    def export_step(
-        name: str, kind: str, trained_by: dict[str, Any], questions: str = "covered"
-    ) -> Step | None:
-        filled = {
-            **train_split,
-            "kind": kind,
-            "out": root / "export" / name,
-            **({"questions": questions} if questions != "covered" else {}),
-            **_tokenizer_source(pipeline.export, trained_by),
+    def fields(self) -> dict[str, str]:
+        return {
+            "trainee": self.name,
+            "dataset": self.dataset or self.name,
+            "kind": self.kind,
+            "questions": self.questions,
+            "system": self.system,
+            "answers": self.answers,
         }
-        return step(f"export-{name}", "export", pipeline.export, filled)
 
-    def train_step(
-        name: str, section: str, values: dict[str, Any], dataset: str | None = None
-    ) -> Step | None:
-        values = dict(values)
-        recipe = values.pop("recipe", None)
-        if recipe is None:
-            problems.add(section, f"{name} needs a recipe (a shipped recipe name or a file)")
-            return None
-        filled = {
-            "recipe": recipe,
-            "dataset": root / "export" / (dataset or name),
-            "output_dir": models / name,
-            "recipe_overrides": values,
-        }
-        config = problems.build(train.TrainConfig, section, {}, filled)
-        if config is None:
-            return None
-        try:  # a misspelt recipe key fails here, not when the step starts an hour later
-            config = train.with_recipe_hash(config)
-            where = f"{section}.{name}" if section == "train_students" else section
-            train.check_recipe_keys(config, f"{where} ({pipeline.origin(section, name)})")
-        except train.TrainingRefused as error:
-            problems.add(section, str(error))
-            return None
-        made = Step(f"train-{name}", stage("train"), config, section)
-        steps.append(made)
-        return made
 
-    rationalizer_export = export_step("rationalizer", "rationalizer", pipeline.train_rationalizer)
-    rationalizer_train = train_step(
-        "rationalizer", "train_rationalizer", pipeline.train_rationalizer
-    )
-    rationalizer = {"model": str(models / "rationalizer"), **pipeline.annotate}
-    annotating = step("annotate", "annotate", rationalizer, train_split)
-    check_room(rationalizer_train, rationalizer_export, annotating, "annotate", problems)
-    cast = students(pipeline)
-    exports = {
-        student.name: export_step(
-            student.name, student.kind, student.recipe_values, student.questions
+def students(pipeline: PipelineConfig) -> list[Trainee]:
+    """The students of `train_students`, in the file's order, checked."""
+    found = []
+    for name, entry in pipeline.train_students.items():
+        values = dict(entry)
+        kind = values.pop("kind", None) or (
+            "student-nocot" if name.startswith("student-nocot") else "student-cot"
         )
-        for student in cast
-    }
-    trainings = {
-        student.name: train_step(student.name, "train_students", student.recipe_values)
-        for student in cast
-    }
+        questions = values.pop("questions", "covered")
+        where = f"pipeline section 'train_students', entry {name!r}"
+        if not name.startswith("student-") or not name.removeprefix("student-"):
+            raise ConfigError(f"{where}: a student's name starts with 'student-'")
+        if kind not in ("student-cot", "student-nocot"):
+            raise ConfigError(f"{where}: kind {kind!r} is not student-cot or student-nocot")
+        if questions not in ("covered", "all"):
+            raise ConfigError(f"{where}: questions {questions!r} is not covered or all")
+        if questions == "all" and kind != "student-nocot":
+            raise ConfigError(
+                f"{where}: questions: all needs kind student-nocot (a CoT student trains on "
+                "the covered questions only: the others have no rationale)"
+            )
+        answers = "cot" if kind == "student-cot" else "nocot"
+        found.append(Trainee(name, "train_students", kind, questions, values, answers=answers))
+    if not found:
+        raise ConfigError("pipeline section 'train_students' names no student")
+    return found
 
-    def predict_step(system: str, model: str, answers: str) -> Step | None:
-        filled = {**dev_split, "kind": answers, "out": root / "predict" / system}
-        return step(f"predict-{system}", "predict", {"model": str(models / model),
-                    **pipeline.predict}, filled)  # fmt: skip
 
-    for student in cast:
-        predicting = predict_step(student.system, student.name, student.answers)
-        check_room(trainings[student.name], exports[student.name], predicting, "predict",
-                   problems)  # fmt: skip
-    systems = [s.system for s in cast]
+def trainees(pipeline: PipelineConfig, models: Path) -> dict[str, list[Trainee]]:
+    """Who each group of the plan trains: the rationalizer, the students, the GRPO student
+    (none without a `grpo` section)."""
+    rationalizer = Trainee(
+        "rationalizer", "train_rationalizer", "rationalizer", "covered", pipeline.train_rationalizer
+    )
+    groups = {"rationalizer": [rationalizer], "student": students(pipeline), "grpo": []}
     if pipeline.grpo is not None:  # reinforcement learning after SFT, from a CoT student
         values = dict(pipeline.grpo)
         start = values.pop("from", "student-cot")
         questions = values.pop("questions", "all")
-        if not any(s.name == start and s.kind == "student-cot" for s in cast):
-            problems.add("grpo", f"from: {start!r} is not a CoT student of train_students")
         values.setdefault("model_name_or_path", str(models / start))
-        export_step("grpo", "grpo", values, questions)
-        train_step(f"{start}-grpo", "grpo", values, dataset="grpo")
-        system = f"{start.removeprefix('student-')}-grpo"
-        predict_step(system, f"{start}-grpo", "cot")
-        systems.append(system)
-    report_values = {
-        **dev_split,
-        "predictions": [
-            f"{system}={root / 'predict' / system / predict.OFFICIAL_FILE}" for system in systems
-        ],
-        "out": root / "report",
-        "models": [f"rationalizer={models / 'rationalizer'}"],
-        "run": root,
-        "train": pipeline.train,
-    }
-    step("report", "report", pipeline.report, report_values)
+        groups["grpo"] = [
+            Trainee(f"{start}-grpo", "grpo", "grpo", questions, values, "grpo", "cot")
+        ]
+    return groups
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """One step of the pipeline, as data.
+
+    `fills` are the keys the pipeline sets (the splits, the run's paths, the models earlier
+    steps trained); `defaults` are keys the stage's section may override. `{train}`, `{dev}`,
+    `{root}`, `{models}` and, for a step made per trainee of `each`, the trainee's fields
+    (`{trainee}`, `{dataset}`, `{kind}`, `{questions}`, `{system}`, `{answers}`) are filled in.
+    A `train` step takes its trainee's recipe and recipe keys instead of a section."""
+
+    name: str
+    stage: str
+    section: str = ""  # default: the stage's name
+    fills: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, str] = field(default_factory=dict)
+    each: str = ""  # a group of `trainees`: one step per trainee
+    when: str = ""  # a pipeline section that must be present (not null)
+
+
+TRAINEE_STEPS = (  # a model's dataset, its training, and what uses it, in this order
+    ("export-{dataset}", "export", {"data": "{train}", "kind": "{kind}",
+     "out": "{root}/export/{dataset}", "questions": "{questions}"}),
+    ("train-{trainee}", "train", {}),
+)  # fmt: skip
+PLAN: tuple[StepPlan, ...] = (
+    StepPlan("audit", "audit", fills={"data": "{train}"}),
+    StepPlan("seed", "seed", fills={"data": "{train}"}),
+    StepPlan("distill", "distill", fills={"data": "{train}"}, when="distill"),
+    *(StepPlan(n, s, fills=f, each="rationalizer") for n, s, f in TRAINEE_STEPS),
+    StepPlan("annotate", "annotate", fills={"data": "{train}"},
+             defaults={"model": "{models}/rationalizer"}),
+    *(StepPlan(n, s, fills=f, each="student") for n, s, f in TRAINEE_STEPS),
+    StepPlan("predict-{system}", "predict", each="student",
+             fills={"data": "{dev}", "kind": "{answers}", "out": "{root}/predict/{system}"},
+             defaults={"model": "{models}/{trainee}"}),
+    *(StepPlan(n, s, fills=f, each="grpo", when="grpo") for n, s, f in TRAINEE_STEPS),
+    StepPlan("predict-{system}", "predict", each="grpo", when="grpo",
+             fills={"data": "{dev}", "kind": "{answers}", "out": "{root}/predict/{system}"},
+             defaults={"model": "{models}/{trainee}"}),
+    StepPlan("report", "report", fills={"data": "{dev}", "out": "{root}/report",
+             "run": "{root}", "train": "{train}"}),
+)  # fmt: skip
+# (training step, its dataset's export, the step that generates with the model, its section):
+# the training's max_length must leave room after the prompt budget for the answers.
+ROOM_CHECKS = (
+    ("train-{trainee}", "export-{dataset}", "annotate", "rationalizer"),
+    ("train-{trainee}", "export-{dataset}", "predict-{system}", "student"),
+)
+
+
+def build_steps(
+    pipeline: PipelineConfig, run_dir: RunDir, earlier: list[str] | None = None
+) -> list[Step]:
+    """Every step of `PLAN` with its resolved config. Every bad key of every section is
+    named at once (with the closest valid key, after the `earlier` problems), before
+    anything runs."""
+    problems = Problems(pipeline, earlier)
+    root = run_dir.root.resolve()
+    base = {"train": str(pipeline.train), "dev": str(pipeline.dev), "root": str(root),
+            "models": str(root / "models")}  # fmt: skip
+    groups = trainees(pipeline, root / "models")
+    steps: dict[str, Step | None] = {}
+    for plan in PLAN:
+        if plan.when and getattr(pipeline, plan.when) is None:
+            continue
+        if plan.each == "grpo" and plan.stage == "export":
+            _check_grpo_start(groups, problems)
+        for trainee in groups[plan.each] if plan.each else [None]:
+            fields = {**base, **(trainee.fields() if trainee else {})}
+            name = plan.name.format(**fields)
+            steps[name] = _build_step(plan, name, fields, trainee, groups, pipeline, problems)
+            for training, exported, generating, group in ROOM_CHECKS:
+                if generating != plan.name or plan.each not in ("", group):
+                    continue
+                for checked in [trainee] if trainee else groups[group]:
+                    known = {**base, **checked.fields()}
+                    check_room(*(steps.get(n.format(**known)) for n in (training, exported, name)),
+                               plan.stage, problems)  # fmt: skip
     problems.raise_any()
-    return steps  # in the order they were made: the order they run in
+    return [step for step in steps.values() if step is not None]  # in PLAN's order
+
+
+def _check_grpo_start(groups: dict[str, list[Trainee]], problems: Problems) -> None:
+    start = groups["grpo"][0].name.removesuffix("-grpo")
+    if not any(s.name == start and s.kind == "student-cot" for s in groups["student"]):
+        problems.add("grpo", f"from: {start!r} is not a CoT student of train_students")
+
+
+def _build_step(
+    plan: StepPlan,
+    name: str,
+    fields: dict[str, str],
+    trainee: Trainee | None,
+    groups: dict[str, list[Trainee]],
+    pipeline: PipelineConfig,
+    problems: Problems,
+) -> Step | None:
+    """One step of `plan`; the few keys no template can say are filled in here."""
+    declared = stage(plan.stage)
+    if plan.stage == "train":
+        assert trainee is not None
+        return _train_step(declared, name, fields, trainee, pipeline, problems)
+    section = plan.section or plan.stage
+    given = {key: value.format(**fields) for key, value in plan.defaults.items()}
+    given |= getattr(pipeline, section)
+    if plan.stage == "seed" and pipeline.seeds is not None:
+        given = {"seeds": pipeline.seeds, **given}
+    filled: dict[str, Any] = {key: value.format(**fields) for key, value in plan.fills.items()}
+    if plan.stage == "export":
+        assert trainee is not None
+        if trainee.questions == "covered":  # the export's default: its section may say all
+            del filled["questions"]
+        filled |= _tokenizer_source(pipeline.export, trainee.recipe_values)
+    if plan.stage == "report":
+        systems = [trainee.system for trainee in groups["student"] + groups["grpo"]]
+        filled["predictions"] = [
+            f"{s}={Path(fields['root']) / 'predict' / s / predict.OFFICIAL_FILE}" for s in systems
+        ]
+        filled["models"] = [f"rationalizer={fields['models']}/rationalizer"]
+    config = problems.build(declared.config, section, given, filled)
+    return None if config is None else Step(name, declared, config, section)
+
+
+def _train_step(
+    declared: Stage,
+    name: str,
+    fields: dict[str, str],
+    trainee: Trainee,
+    pipeline: PipelineConfig,
+    problems: Problems,
+) -> Step | None:
+    values = dict(trainee.recipe_values)
+    recipe = values.pop("recipe", None)
+    section = trainee.section
+    if recipe is None:
+        problems.add(section, f"{trainee.name} needs a recipe (a shipped recipe name or a file)")
+        return None
+    filled = {
+        "recipe": recipe,
+        "dataset": f"{fields['root']}/export/{fields['dataset']}",
+        "output_dir": f"{fields['models']}/{trainee.name}",
+        "recipe_overrides": values,
+    }
+    config = problems.build(declared.config, section, {}, filled)
+    if config is None:
+        return None
+    try:  # a misspelt recipe key fails here, not when the step starts an hour later
+        config = train.with_recipe_hash(config)
+        where = f"{section}.{trainee.name}" if section == "train_students" else section
+        train.check_recipe_keys(config, f"{where} ({pipeline.origin(section, trainee.name)})")
+    except train.TrainingRefused as error:
+        problems.add(section, str(error))
+        return None
+    return Step(name, declared, config, section)
 
 
 def _tokenizer_source(export_section: dict[str, Any], trained_by: dict[str, Any]) -> dict:

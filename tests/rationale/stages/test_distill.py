@@ -3,7 +3,7 @@
 Two real teachers:
 - the tiny LLM (SmolLM2-135M through the `hf` backend): real generation, but it almost
   never writes a valid rationale, so it exercises the rejecting path;
-- `benchmarks/symbolic_teacher_server.py`, a real OpenAI-compatible HTTP server started
+- `rationale.decomposer.teacher_server`, a real OpenAI-compatible HTTP server started
   here that answers each teacher prompt with the symbolic decomposer's rationale for the
   question asked. Its answers are deterministic and mostly valid, so the accepting path,
   pool growth and resume-after-SIGKILL are exercised for real (real HTTP, real `openai`

@@ -13,7 +13,7 @@ through the real parser and validator. It knows the BIRD splits it is given and 
 asked question as the last gold query that appears in the prompt (the few-shot examples
 come before the question to explain), or else as the question text that appears last.
 
-    python benchmarks/symbolic_teacher_server.py --data ../shared/bird/train --port 8011
+    python -m rationale.decomposer.teacher_server --data ../shared/bird/train --port 8011
 
 GET /stats returns {"requests": ..., "samples": ...}: how many requests and samples it
 answered (tests check that a resumed run sends nothing twice).
@@ -23,18 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from bird.data import load_split
+from bird.schema import table_columns
 from rationale.chain.format import render_rationale
 from rationale.decomposer.builder import DecompositionError, decompose_sql
-from rationale.stages.decompose import database_schema
 
 REFUSAL = "I cannot decompose this query."
 
@@ -48,7 +45,11 @@ class SymbolicTeacher:
         for split_dir in split_dirs:
             split = load_split(split_dir)
             wanted = set(db_ids or split.db_ids())
-            schemas = {db: database_schema(split, db) for db in split.db_ids() if db in wanted}
+            schemas = {
+                db: table_columns(split.database_path(db)) if split.has_database(db) else None
+                for db in split.db_ids()
+                if db in wanted
+            }
             for example in split.examples:
                 if example.db_id not in wanted:
                     continue
