@@ -25,6 +25,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LOGS_DIR = "logs"
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 logger = logging.getLogger("rationale")
+CHATTY = ("httpx", "httpcore")
 
 
 class LoggedProgress:
@@ -45,7 +46,8 @@ class LoggedProgress:
         if total is not None and done >= total and phase not in self._ended:
             self._ended.add(phase)
             seconds = now - self._started[phase]
-            logger.info("%s: %d done in %.1f s%s", phase, done, seconds, f" ({note})" * bool(note))
+            said = f" ({note})" if note else ""
+            logger.info("%s: %d done in %.1f s%s", phase, done, seconds, said)
 
     def log(self, message: str) -> None:
         self._shown.log(message)
@@ -68,11 +70,11 @@ def stage_log(root: Path, name: str, level: LogLevel, config: BaseModel | None) 
     handler.setFormatter(logging.Formatter(FORMAT))
     handler.setLevel(level.upper())
     top = logging.getLogger()
-    old_level = top.level
+    levels = {chatty: logging.getLogger(chatty).level for chatty in ("", *CHATTY)}
     top.addHandler(handler)
-    top.setLevel(min(old_level, handler.level))
+    top.setLevel(min(top.level, handler.level))
     if handler.level > logging.DEBUG:  # one line per HTTP request is noise below debug
-        for chatty in ("httpx", "httpcore"):
+        for chatty in CHATTY:
             logging.getLogger(chatty).setLevel(logging.WARNING)
     clock = time.perf_counter()
     logger.info("%s started", name)
@@ -86,14 +88,14 @@ def stage_log(root: Path, name: str, level: LogLevel, config: BaseModel | None) 
             logger.warning("%s interrupted after %.1f s", name, seconds)
         else:
             logger.error("%s failed after %.1f s: %s", name, seconds, error, exc_info=error)
-        _close(top, handler, old_level)
+        _close(handler, levels)
         if untouched and new_file and not _written(root):
             path.unlink(missing_ok=True)
             if not any(folder.iterdir()):
                 folder.rmdir()
         raise
     logger.info("%s finished in %.1f s", name, time.perf_counter() - clock)
-    _close(top, handler, old_level)
+    _close(handler, levels)
 
 
 def _written(root: Path) -> list[Path]:
@@ -101,7 +103,9 @@ def _written(root: Path) -> list[Path]:
     return [entry for entry in root.iterdir() if entry.name not in (LOGS_DIR, ".lock")]
 
 
-def _close(top: logging.Logger, handler: logging.Handler, old_level: int) -> None:
-    top.removeHandler(handler)
-    top.setLevel(old_level)
+def _close(handler: logging.Handler, levels: dict[str, int]) -> None:
+    """The handler off, and the loggers' levels as they were."""
+    logging.getLogger().removeHandler(handler)
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
     handler.close()
