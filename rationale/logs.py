@@ -56,14 +56,12 @@ class LoggedProgress:
 
 @contextmanager
 def stage_log(root: Path, name: str, level: LogLevel, config: BaseModel | None) -> Iterator[None]:
-    """Log into `root/logs/<name>.log` while the block runs. When the block fails before
-    the run directory held anything else (a refused command), the log goes too, so that a
-    refusal leaves no run directory behind."""
+    """Log into `root/logs/<name>.log` while the block runs. When the block fails without
+    having written anything into the run directory (a refused command), a log it started
+    goes too: a refusal leaves nothing behind."""
     folder = root / LOGS_DIR
     path = folder / f"{name}.log"
-    untouched = not root.exists() or not any(
-        p.name not in (LOGS_DIR, ".lock") for p in root.iterdir()
-    )
+    before = _written(root)
     new_file = not path.exists()
     folder.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
@@ -89,7 +87,7 @@ def stage_log(root: Path, name: str, level: LogLevel, config: BaseModel | None) 
         else:
             logger.error("%s failed after %.1f s: %s", name, seconds, error, exc_info=error)
         _close(handler, levels)
-        if untouched and new_file and not _written(root):
+        if new_file and _written(root) == before:
             path.unlink(missing_ok=True)
             if not any(folder.iterdir()):
                 folder.rmdir()
@@ -98,9 +96,16 @@ def stage_log(root: Path, name: str, level: LogLevel, config: BaseModel | None) 
     _close(handler, levels)
 
 
-def _written(root: Path) -> list[Path]:
-    """What the run directory holds besides logs and its lock."""
-    return [entry for entry in root.iterdir() if entry.name not in (LOGS_DIR, ".lock")]
+def _written(root: Path) -> dict[str, int]:
+    """What the run directory holds besides logs and its lock: each entry's modification
+    time (a stage that writes changes a folder's or a file's)."""
+    if not root.exists():
+        return {}
+    return {
+        entry.name: entry.stat().st_mtime_ns
+        for entry in root.iterdir()
+        if entry.name not in (LOGS_DIR, ".lock")
+    }
 
 
 def _close(handler: logging.Handler, levels: dict[str, int]) -> None:

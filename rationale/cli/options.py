@@ -287,6 +287,8 @@ LOG_LEVEL_OPTION = _keyword(
         help="What the run directory's log file (logs/<stage>.log) keeps. The console "
         "shows the same either way.",
         case_sensitive=False,
+        rich_help_panel=ADVANCED_PANEL,
+        hidden=True,  # shown by --help-all, with the other advanced options
     ),
     LOG_LEVELS,
 )

@@ -11,19 +11,27 @@ import pytest
 from bird.data import BirdDataError, load_split
 
 
-def test_dev_split_matches_its_readme(dev_dir: Path) -> None:
+def _databases_on_disk(split_dir: Path) -> set[str]:
+    """db_ids whose <db>/<db>.sqlite is in the split's databases folder, by listing it."""
+    folder = split_dir / f"{split_dir.name}_databases"
+    return {p.name for p in folder.iterdir() if (p / f"{p.name}.sqlite").is_file()}
+
+
+def test_dev_split_matches_its_files(dev_dir: Path) -> None:
+    """Every count is taken from dev.json and the databases folder, never the subset's
+    (BIRD_ROOT may be the full release): the loader keeps each question, its difficulty
+    and its database, and every dev database is there."""
     split = load_split(dev_dir)
+    raw = json.loads((dev_dir / "dev.json").read_text(encoding="utf-8"))
     assert split.name == "dev"
-    assert len(split.examples) == 287
-    # Counts stated in ../shared/bird/README.md.
-    assert Counter(e.difficulty for e in split.examples) == {
-        "simple": 182,
-        "moderate": 81,
-        "challenging": 24,
-    }
-    assert Counter(e.db_id for e in split.examples) == {"superhero": 129, "student_club": 158}
+    assert len(split.examples) == len(raw) > 0
+    assert Counter(e.difficulty for e in split.examples) == Counter(r["difficulty"] for r in raw)
+    assert {e.difficulty for e in split.examples} <= {"simple", "moderate", "challenging"}
+    assert Counter(e.db_id for e in split.examples) == Counter(r["db_id"] for r in raw)
+    assert [e.question_id for e in split.examples] == [r["question_id"] for r in raw]
+    assert {r["db_id"] for r in raw} <= _databases_on_disk(dev_dir)
     assert split.missing_databases() == {}
-    assert len(split.executable_examples()) == 287
+    assert len(split.executable_examples()) == len(raw)
     assert split.has_difficulty
 
 
@@ -38,17 +46,20 @@ def test_dev_order_is_the_official_position(dev_dir: Path) -> None:
 
 
 def test_train_split_reports_missing_databases(train_dir: Path) -> None:
+    """Counts from train.json and a listing of train_databases/: the subset has one train
+    database of 69, the full release all of them."""
     split = load_split(train_dir)
     raw = json.loads((train_dir / "train.json").read_text(encoding="utf-8"))
-    assert len(split.examples) == len(raw) == 6601
-    assert not split.has_difficulty
+    on_disk = _databases_on_disk(train_dir)
+    assert len(split.examples) == len(raw) > 0
+    assert split.has_difficulty == any(r.get("difficulty") for r in raw)
     executable = split.executable_examples()
-    assert {e.db_id for e in executable} == {"beer_factory"}
-    assert len(executable) == sum(1 for r in raw if r["db_id"] == "beer_factory")
-    missing = split.missing_databases()
-    assert "beer_factory" not in missing
-    assert sum(missing.values()) + len(executable) == len(raw)
-    assert len(missing) == len({r["db_id"] for r in raw}) - 1
+    assert {e.db_id for e in executable} == {r["db_id"] for r in raw} & on_disk
+    assert len(executable) == sum(1 for r in raw if r["db_id"] in on_disk)
+    assert split.missing_databases() == Counter(
+        r["db_id"] for r in raw if r["db_id"] not in on_disk
+    )
+    assert "beer_factory" in on_disk and "beer_factory" not in split.missing_databases()
 
 
 def test_example_lookup(dev_dir: Path) -> None:
@@ -160,7 +171,15 @@ def test_select_by_database_limit_and_executability(train_dir: Path) -> None:
     assert split.select(["beer_factory"], limit=3) == beer[:3]
     executable = split.select(executable=True)
     assert executable == split.executable_examples()
-    assert split.select(["beer_factory", "movie_platform"], executable=True) == beer
+    # with another database, present or not: only the executable questions of the two
+    other = next(db_id for db_id in split.db_ids() if db_id != "beer_factory")
+    present = {"beer_factory"} | ({other} & _databases_on_disk(train_dir))
+    assert split.select(["beer_factory", other], executable=True) == [
+        e for e in split.examples if e.db_id in present
+    ]
+    assert split.select(["beer_factory", other]) == [
+        e for e in split.examples if e.db_id in {"beer_factory", other}
+    ]
 
 
 @pytest.mark.parametrize("limit", [0, -3])
@@ -170,7 +189,8 @@ def test_select_refuses_a_limit_under_one(train_dir: Path, limit: int) -> None:
 
 
 def test_select_names_unknown_databases_and_lists_the_known(dev_dir: Path) -> None:
+    raw = json.loads((dev_dir / "dev.json").read_text(encoding="utf-8"))
     with pytest.raises(BirdDataError) as caught:
         load_split(dev_dir).select(["superheroes"])
     assert "'superheroes'" in str(caught.value)
-    assert "known: student_club, superhero" in str(caught.value)
+    assert f"known: {', '.join(sorted({r['db_id'] for r in raw}))}" in str(caught.value)

@@ -32,17 +32,49 @@ def _slow_predictions(dev_dir: Path, path: Path) -> Path:
     return path
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_until(process: subprocess.Popen, ready, what: str, timeout: float = 120.0) -> None:
+    """Poll `ready()` until it holds; fail if the process exits first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise AssertionError(f"the command exited ({process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no sign within {timeout:.0f} s that {what}")
+        time.sleep(0.05)
+
+
 def test_ctrl_c_stops_evaluate_with_130_and_writes_nothing(dev_dir: Path, tmp_path: Path) -> None:
     """With one worker the query runs in this process: the interrupt must not be taken for
     the query's failure (scored wrong, written, exit 0)."""
     output = tmp_path / "report"
+    cache = tmp_path / "gold-cache"  # where the gold phase shows its progress
+    distinct_gold = {(q["db_id"], q["SQL"]) for q in json.loads((dev_dir / "dev.json").read_text())}
     process = subprocess.Popen(
-        [*BIRD, "evaluate", "--data", str(dev_dir), "--timeout", "120", "--no-disk-cache",
+        [*BIRD, "evaluate", "--data", str(dev_dir), "--timeout", "120", "--cache-dir", str(cache),
          "--predictions", str(_slow_predictions(dev_dir, tmp_path / "p.json")),
          "--output", str(output)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(6)  # gold queries done, the slow prediction running
+    # Ready when every gold result is stored; then the only query left to run is the slow
+    # prediction (the others are the gold queries): once the process has spent half a
+    # second of CPU more, it is inside that query.
+    _wait_until(
+        process,
+        lambda: len(list(cache.glob("??/*.json"))) >= len(distinct_gold),
+        "the gold queries were done",
+    )
+    after_gold = _cpu_seconds(process.pid)
+    _wait_until(
+        process,
+        lambda: _cpu_seconds(process.pid) > after_gold + 0.5,
+        "the slow prediction was running",
+    )
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)

@@ -9,17 +9,13 @@ from rationale.prompting import embeddings
 from rationale.prompting.embeddings import (
     EmbeddingModelMissing,
     QuestionEmbedder,
-    default_embedder,
     embedding_model_dir,
 )
 
 
 @pytest.fixture(scope="module")
-def embedder() -> QuestionEmbedder:
-    try:
-        return default_embedder()
-    except EmbeddingModelMissing as missing:
-        pytest.skip(str(missing))
+def embedder(question_embedder: QuestionEmbedder) -> QuestionEmbedder:
+    return question_embedder  # tests/rationale/conftest.py: skips, or fails in CI, if missing
 
 
 def test_embeddings_are_384_dimensional_unit_vectors(embedder: QuestionEmbedder) -> None:

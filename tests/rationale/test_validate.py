@@ -228,7 +228,8 @@ def test_cli_validates_a_jsonl_file(tmp_path: Path, dev_dir: Path) -> None:
     [
         ("{not json", "not valid JSON"),
         ('{"question_id": 719, "db_id": "superhero"}', '"text"'),
-        ('{"question_id": 1, "db_id": "superhero", "text": "x"}', "question_id 1"),
+        # an id no BIRD split holds (the release numbers dev 0-1533, train 0-9427)
+        ('{"question_id": 99999999, "db_id": "superhero", "text": "x"}', "question_id 99999999"),
         ('{"question_id": 719, "db_id": "student_club", "text": "x"}', "does not match"),
     ],
 )
@@ -247,6 +248,7 @@ def test_cli_names_the_file_and_line_of_a_bad_record(
 
 
 def test_ctrl_c_stops_validate_with_130_and_writes_nothing(dev_dir: Path, tmp_path: Path) -> None:
+    import os
     import signal
     import subprocess
     import sys
@@ -270,7 +272,31 @@ def test_ctrl_c_stops_validate_with_130_and_writes_nothing(dev_dir: Path, tmp_pa
          "--timeout", "120"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(5)
+    # Ready when the process has the database open and has spent CPU since: it is inside
+    # the slow query (read from /proc, no fixed sleep).
+    database = str((dev_dir / "dev_databases" / "superhero" / "superhero.sqlite").resolve())
+
+    def open_files() -> set[str]:
+        found = set()
+        for fd in Path(f"/proc/{process.pid}/fd").iterdir():
+            try:
+                found.add(os.readlink(fd))
+            except OSError:  # closed meanwhile
+                continue
+        return found
+
+    def cpu_seconds() -> float:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    deadline = time.monotonic() + 120
+    while database not in open_files():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    opened_at = cpu_seconds()
+    while cpu_seconds() < opened_at + 0.5:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

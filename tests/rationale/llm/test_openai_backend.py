@@ -118,8 +118,12 @@ def test_server_killed_mid_run_and_restarted(server_factory: Callable[..., Any])
     while len(results) < 3 and time.monotonic() < deadline and worker.is_alive():
         time.sleep(0.05)
     assert len(results) >= 3, f"no progress before the kill: {failure}\n{server.log_tail()}"
+    errors_before = backend.retried_errors
     server.stop()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 60  # down until the client has met the outage
+    while backend.retried_errors == errors_before and worker.is_alive():
+        assert time.monotonic() < deadline, "the client did not notice the server was gone"
+        time.sleep(0.05)
     server.start()  # same port
     worker.join(timeout=240)
     assert not worker.is_alive(), "generation did not finish after the server came back"

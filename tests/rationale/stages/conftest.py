@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-SERVER_SCRIPT = REPO / "benchmarks" / "symbolic_teacher_server.py"
+SERVER_MODULE = "rationale.decomposer.teacher_server"
 
 
 def _free_port() -> int:
@@ -37,7 +37,7 @@ def _start(data: Path, db: str, delay: float, log: Path) -> SymbolicServer:
     port = _free_port()
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            [sys.executable, str(SERVER_SCRIPT), "--data", str(data), "--port", str(port),
+            [sys.executable, "-m", SERVER_MODULE, "--data", str(data), "--port", str(port),
              "--db", db, "--delay", str(delay)],
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -78,10 +78,22 @@ def oracle_student(
     server.process.wait(timeout=10)
 
 
+class SilentServerURL(str):
+    """The silent server's URL (a str, as a base URL is given), with the connections it has
+    accepted so far: a test waits on those to know a client is waiting on the server."""
+
+    held: list[socket.socket]
+
+    def __new__(cls, url: str, held: list[socket.socket]) -> SilentServerURL:
+        made = super().__new__(cls, url)
+        made.held = held
+        return made
+
+
 @pytest.fixture
-def silent_server() -> Iterator[str]:
+def silent_server() -> Iterator[SilentServerURL]:
     """A real TCP server that accepts every connection and never sends a byte back: a
-    teacher server that hangs. Yields its URL."""
+    teacher server that hangs. Yields its URL, whose `held` lists the connections taken."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
@@ -101,7 +113,7 @@ def silent_server() -> Iterator[str]:
 
     thread = threading.Thread(target=accept, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    yield SilentServerURL(f"http://127.0.0.1:{listener.getsockname()[1]}", held)
     stop.set()
     thread.join(timeout=5)
     for connection in held:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from rationale.records.models import AcceptedRationale, AttemptRecord, PoolEntry
+from rationale.records.rationales import AcceptedRationale, AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 from rationale.stages.seed import SeedConfig
 from rationale.stages.seed import run as run_seed
@@ -213,7 +213,10 @@ def test_ctrl_c_stops_distill_with_130_and_no_traceback(
     process = subprocess.Popen(
         [*RATIONALE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV
     )
-    time.sleep(8)  # waiting on the silent server, worker processes started
+    deadline = time.monotonic() + 120
+    while not silent_server.held:  # ready: a request of distill waits on the silent server
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
     assert process.poll() is None
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)

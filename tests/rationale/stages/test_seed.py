@@ -13,7 +13,7 @@ from bird.compare import ex_match
 from bird.data import load_split
 from bird.executor import execute_sql
 from rationale.records.leakage import DatasetLeakageError
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl
 from rationale.stages.seed import DEFAULT_SEEDS, SeedConfig, SeedFileError, read_seed_file
 from rationale.stages.seed import run as run_seed

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rationale.records.models import PoolEntry
+from rationale.records.rationales import PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 from rationale.stages.seed import SeedConfig, in_share
 from rationale.stages.seed import run as seed

@@ -20,7 +20,7 @@ import pytest
 
 from bird.data import BirdSplit, load_split
 from rationale.chain.format import Rationale
-from rationale.records.models import AttemptRecord, PoolEntry
+from rationale.records.rationales import AttemptRecord, PoolEntry
 from rationale.run_dir import RunDir, read_jsonl
 from rationale.stages.distill import DistillConfig
 from rationale.stages.distill import run as run_distill
