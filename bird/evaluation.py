@@ -199,26 +199,10 @@ def _execute(
     on_result: Callable[[int, ExecutionResult], None],
     costs: Sequence[float] | None = None,
 ) -> list[ExecutionResult]:
+    options = limits.executor_options()
     if pool is not None:
-        return pool.execute_many(
-            requests,
-            timeout=limits.timeout,
-            max_rows=limits.max_rows,
-            max_bytes=limits.max_bytes,
-            max_steps=limits.max_steps,
-            text=limits.text,
-            on_result=on_result,
-            costs=costs,
-        )
-    return execute_many(
-        requests,
-        timeout=limits.timeout,
-        max_rows=limits.max_rows,
-        max_bytes=limits.max_bytes,
-        max_steps=limits.max_steps,
-        text=limits.text,
-        on_result=on_result,
-    )
+        return pool.execute_many(requests, on_result=on_result, costs=costs, **options)
+    return execute_many(requests, on_result=on_result, **options)
 
 
 class _Plan:

@@ -73,6 +73,10 @@ class ExecutionLimits(BaseModel):
     max_steps: int | None = None
     text: TextDecoding = "strict"
 
+    def executor_options(self) -> dict[str, Any]:
+        """These limits as keyword arguments of `execute_many` (the function or the pool's)."""
+        return self.model_dump()
+
     def key_material(self) -> dict[str, Any]:
         """The fields as the cache key holds them: a field at its neutral value (no step
         limit, strict text) is left out, so keys written before it existed stay valid."""
@@ -231,14 +235,7 @@ class GoldCache:
         if pending:
             first_request = [requests[indices[0]] for _, indices in pending]
             self.executions += len(first_request)
-            settings = {
-                "timeout": limits.timeout,
-                "max_rows": limits.max_rows,
-                "max_bytes": limits.max_bytes,
-                "max_steps": limits.max_steps,
-                "text": limits.text,
-                "on_result": deliver,
-            }
+            settings = {**limits.executor_options(), "on_result": deliver}
             executed = (
                 pool.execute_many(first_request, trusted=True, **settings)
                 if pool is not None

@@ -144,11 +144,8 @@ def read_jsonl(
                 with path.open("r+b") as handle:
                     handle.truncate(raw.rfind(b"\n") + 1)
                 break
-            problem = error.errors()[0]["msg"] if isinstance(error, ValidationError) else error
-            raise RecordFileError(
-                f"{path}:{number}: not {what or f'a valid {model.__name__} record'} "
-                f"({problem}); {advice}"
-            ) from None
+            what = what or f"a valid {model.__name__} record"
+            raise bad_line(path, number, what, error, advice) from None
     if key is not None:
         first: dict[Hashable, Record] = {}
         for record in records:
@@ -158,6 +155,42 @@ def read_jsonl(
             if not live:
                 rewrite_jsonl(path, records)
     return records
+
+
+def read_input_jsonl(
+    path: Path, model: type[Record], *, what: str, advice: str, flag: str = "--input"
+) -> list[tuple[int, Record]]:
+    """(line number, record) of every non-blank line of a user's JSONL file, never rewritten.
+
+    A missing file is a `RecordFileError` naming `flag` and `advice` (what a line holds); a
+    line that is not JSON or not a `model` is one naming file and line, `what` a line
+    should be, and `advice`.
+    """
+    if not path.is_file():
+        raise RecordFileError(f"{path}: no such file; pass a JSONL file to {flag}: {advice}")
+    records: list[tuple[int, Record]] = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append((number, model.model_validate_json(line)))
+            except ValidationError as error:
+                raise bad_line(path, number, what, error, advice) from None
+    return records
+
+
+def bad_line(path: Path, number: int, what: str, error: Exception, advice: str) -> RecordFileError:
+    """The error for line `number` of a JSONL file: not `what` a line should be, and why."""
+    problem: object = error
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        if first["type"] == "json_invalid":
+            problem = f"not valid JSON: {first['msg'].removeprefix('Invalid JSON: ')}"
+        else:
+            problem = f"{where}: {first['msg']}" if where else first["msg"]
+    return RecordFileError(f"{path}:{number}: not {what} ({problem}); {advice}")
 
 
 def rewrite_jsonl(path: Path, records: Iterable[BaseModel]) -> None:

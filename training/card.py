@@ -62,10 +62,16 @@ def _losses(first: float | None, last: float | None) -> str:
     return "not logged" if first is None or last is None else f"{first:.4f} -> {last:.4f}"
 
 
-def model_card(manifest: TrainingManifest) -> str:
-    """README.md for a trained model folder (YAML metadata, as the Hugging Face Hub reads)."""
+def card_head(metadata: dict[str, Any], title: str) -> list[str]:
+    """The first lines of a README.md the Hugging Face Hub reads: the YAML metadata between
+    `---` lines, then the title."""
     import yaml
 
+    return ["---", yaml.safe_dump(metadata, sort_keys=False).rstrip(), "---", "", f"# {title}", ""]
+
+
+def model_card(manifest: TrainingManifest) -> str:
+    """README.md for a trained model folder (YAML metadata, as the Hugging Face Hub reads)."""
     info = _export_info(manifest.dataset.path)
     source = info.get("source") or {}
     kind = manifest.dataset.kind
@@ -97,12 +103,7 @@ def model_card(manifest: TrainingManifest) -> str:
         else None
     )
     lines = [
-        "---",
-        yaml.safe_dump(metadata, sort_keys=False).rstrip(),
-        "---",
-        "",
-        f"# {Path(manifest.output_dir).name}",
-        "",
+        *card_head(metadata, Path(manifest.output_dir).name),
         f"This is {purpose}.",
         "",
         "| | |",

@@ -17,35 +17,25 @@ nothing of `rationale`.
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.callbacks import ProgressLinesCallback, reward_means
-from training.errors import TrainingInputError, first_line
-from training.manifest import (
-    RECIPE_NAME,
-    LossPoint,
-    RewardPoint,
-    TrainingManifest,
-    read_manifest,
-    write_atomic,
-)
-from training.recipe import recipe_yaml
+from training.errors import TrainingInputError
+from training.manifest import RewardPoint, TrainingManifest, read_manifest
 from training.rewards import load_reward_functions
 from training.sft import (
     ModelResolver,
     PreparedRun,
-    begin_run,
     cast_for_saving,
     finish_run,
-    model_init_kwargs,
-    prepare_run,
-    quiet_transformers,
     run_entry_point,
     run_record,
+    run_training,
     say,
+    set_up_trainer,
+    train_from,
 )
 
 if TYPE_CHECKING:
@@ -64,7 +54,6 @@ checkpoint. Exit code 2 on bad input."""
 
 def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -> Any:
     """The GRPOTrainer for a prepared run (loads the model; imports the reward functions)."""
-    from transformers import PrinterCallback
     from trl import GRPOTrainer, get_peft_config
 
     args, model_config = run.recipe.args, run.recipe.model
@@ -74,22 +63,18 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
         raise TrainingInputError(
             f"reward_weights has {len(weights)} values for {len(rewards)} reward_funcs"
         )
-    args.model_init_kwargs = model_init_kwargs(run.recipe)
-    try:
-        trainer = GRPOTrainer(
+    return set_up_trainer(
+        run,
+        "GRPO training",
+        lambda: GRPOTrainer(
             model=model_config.model_name_or_path,
             reward_funcs=rewards,
             args=args,
             train_dataset=run.data.train,
             peft_config=get_peft_config(model_config),
             callbacks=[ProgressLinesCallback(), *callbacks],
-        )
-    except (OSError, ValueError) as error:
-        raise TrainingInputError(
-            f"cannot set up GRPO training of {model_config.model_name_or_path}: {first_line(error)}"
-        ) from error
-    trainer.remove_callback(PrinterCallback)
-    return trainer
+        ),
+    )
 
 
 def reward_curves(history: list[dict[str, Any]]) -> dict[str, list[RewardPoint]]:
@@ -106,20 +91,21 @@ def reward_curves(history: list[dict[str, Any]]) -> dict[str, list[RewardPoint]]
 def train(
     recipe: str | Path,
     *,
-    args: Sequence[str] = (),
-    resolve_model: ModelResolver | None = None,
     callbacks: Sequence[TrainerCallback] = (),
-    **overrides: Any,
+    **options: Any,
 ) -> TrainingManifest:
-    """Train as the recipe says and return the manifest written next to the model."""
-    started = time.monotonic()
-    quiet_transformers()
-    run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
-    finished, checkpoint = begin_run(run, "grpo")
-    if finished is not None:
-        return finished
+    """Train as the recipe says and return the manifest written next to the model; `options`
+    are those of `training.sft.train` (args, resolve_model and the recipe overrides)."""
+    return run_training("grpo", _train_grpo, recipe, callbacks=callbacks, **options)
+
+
+def _train_grpo(
+    run: PreparedRun,
+    callbacks: Sequence[TrainerCallback],
+    checkpoint: Path | None,
+    started: float,
+) -> TrainingManifest:
     grpo, data = run.recipe.args, run.data
-    say(f"recipe {run.recipe.source} -> {run.output_dir}")
     say(
         f"data {data.path} (kind {data.kind or 'unknown'}): {len(data.train)} prompts, "
         f"{grpo.num_generations} answers each, at most {grpo.max_completion_length} tokens"
@@ -132,22 +118,13 @@ def train(
         f"{record['precision']}, generation by {generation}, rewards "
         + ", ".join(run.recipe.options.reward_funcs)
     )
-    if checkpoint is not None:
-        say(f"resuming from {checkpoint.name}")
-    if run.is_main_process:
-        write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
-
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_from(run, trainer, checkpoint)
     saved_dtype = cast_for_saving(trainer, run)
     trainer.save_model(str(run.output_dir))
-    record = run_record(run, trainer, started, checkpoint)
-    losses: list[LossPoint] = record["train_losses"]
     manifest = TrainingManifest(
-        **record,
+        **run_record(run, trainer, started, checkpoint),
         batching=f"{grpo.num_generations} answers per prompt, {generation}",
         lora_merged=False,
-        train_loss_first=losses[0].loss if losses else None,
-        train_loss_final=losses[-1].loss if losses else None,
         eval_loss_start=None,
         eval_loss=None,
         padding_waste=None,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -60,11 +60,12 @@ from training.resume import (
 )
 
 if TYPE_CHECKING:
-    from transformers import TrainerCallback
+    from transformers import Trainer, TrainerCallback
 
     from training.trainer import MeteredSFTTrainer
 
 ModelResolver = Callable[[str], str]
+TrlTrainer = TypeVar("TrlTrainer", bound="Trainer")  # SFTTrainer, GRPOTrainer
 
 USAGE = """\
 usage: python -m training.sft --config RECIPE.yaml [--dataset PATH] [--output-dir DIR]
@@ -101,6 +102,12 @@ class PreparedRun:
     @property
     def is_main_process(self) -> bool:
         return self.recipe.args.process_index == 0
+
+
+# A trainer's own part of `train` (see `run_training`).
+TrainBody = Callable[
+    [PreparedRun, "Sequence[TrainerCallback]", Path | None, float], TrainingManifest
+]
 
 
 def quiet_transformers() -> None:
@@ -320,7 +327,7 @@ def model_init_kwargs(recipe: Recipe) -> dict[str, Any]:
 
 def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -> MeteredSFTTrainer:
     """The SFTTrainer for a prepared run (loads the model and tokenizes the data)."""
-    from transformers import EarlyStoppingCallback, PrinterCallback
+    from transformers import EarlyStoppingCallback
     from trl import get_peft_config
 
     from training.trainer import MeteredSFTTrainer
@@ -329,9 +336,10 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
     patience = run.recipe.options.early_stopping_patience
     if patience is not None:
         callbacks = [*callbacks, EarlyStoppingCallback(early_stopping_patience=patience)]
-    sft.model_init_kwargs = model_init_kwargs(run.recipe)
-    try:
-        trainer = MeteredSFTTrainer(
+    return set_up_trainer(
+        run,
+        "training",
+        lambda: MeteredSFTTrainer(
             model=model_config.model_name_or_path,
             args=sft,
             train_dataset=run.data.train,
@@ -339,10 +347,21 @@ def build_trainer(run: PreparedRun, callbacks: Sequence[TrainerCallback] = ()) -
             peft_config=get_peft_config(model_config),
             callbacks=[ProgressLinesCallback(), *callbacks],
             plain_loss=run.hardware.accelerator == "cpu",
-        )
+        ),
+    )
+
+
+def set_up_trainer(run: PreparedRun, what: str, make: Callable[[], TrlTrainer]) -> TrlTrainer:
+    """The TRL trainer `make` builds, its model loaded with the recipe's init keys; a model
+    or data it cannot load is a TrainingInputError saying it cannot set up `what`."""
+    from transformers import PrinterCallback
+
+    run.recipe.args.model_init_kwargs = model_init_kwargs(run.recipe)
+    try:
+        trainer = make()
     except (OSError, ValueError) as error:
         raise TrainingInputError(
-            f"cannot set up training of {model_config.model_name_or_path}: {first_line(error)}"
+            f"cannot set up {what} of {run.recipe.model.model_name_or_path}: {first_line(error)}"
         ) from error
     # With tqdm off, transformers prints every log dict to stdout; ProgressLinesCallback says it
     # better on stderr.
@@ -382,6 +401,11 @@ def run_record(
 ) -> dict[str, Any]:
     """The manifest fields every trainer fills the same way, once training has ended."""
     args, data = run.recipe.args, run.data
+    losses = [
+        LossPoint(step=int(entry["step"]), loss=float(entry["loss"]))
+        for entry in trainer.state.log_history
+        if "loss" in entry and "step" in entry
+    ]
     return {
         "output_dir": str(run.output_dir),
         "base_model": str(run.recipe.model.model_name_or_path),
@@ -406,11 +430,9 @@ def run_record(
         "world_size": int(args.world_size),
         "launch": os.environ.get(LAUNCH_ENV) or _launched_by(),
         "weights_dtype": str(run.recipe.model.dtype or "auto"),
-        "train_losses": [
-            LossPoint(step=int(entry["step"]), loss=float(entry["loss"]))
-            for entry in trainer.state.log_history
-            if "loss" in entry and "step" in entry
-        ],
+        "train_losses": losses,
+        "train_loss_first": losses[0].loss if losses else None,
+        "train_loss_final": losses[-1].loss if losses else None,
     }
 
 
@@ -475,16 +497,57 @@ def train(
     `overrides` (`dataset=..., output_dir=..., max_steps=10`) win over them. The model name
     passes through `resolve_model` first when given (local names to folders).
     """
+    return run_training(
+        "sft",
+        _train_sft,
+        recipe,
+        callbacks=callbacks,
+        args=args,
+        resolve_model=resolve_model,
+        **overrides,
+    )
+
+
+def run_training(
+    trainer: str,
+    body: TrainBody,
+    recipe: str | Path,
+    *,
+    callbacks: Sequence[TrainerCallback] = (),
+    **options: Any,
+) -> TrainingManifest:
+    """What the `train` of each trainer's entry point does: prepare and begin the run
+    (`options` are `prepare_run`'s), then `body(run, callbacks, the checkpoint to resume
+    from, the start time)` trains and returns the manifest. A run that already finished in
+    the output folder returns its manifest."""
     started = time.monotonic()
     quiet_transformers()
-    run = prepare_run(recipe, args=args, resolve_model=resolve_model, **overrides)
-    finished, checkpoint = begin_run(run, "sft")
+    run = prepare_run(recipe, **options)
+    finished, checkpoint = begin_run(run, trainer)
     if finished is not None:
         return finished
+    say(f"recipe {run.recipe.source} -> {run.output_dir}")
+    return body(run, callbacks, checkpoint, started)
 
+
+def train_from(run: PreparedRun, trainer: Any, checkpoint: Path | None) -> None:
+    """Run `trainer` from `checkpoint` (from step 0 when None), the resolved recipe written
+    into the output folder first."""
+    if checkpoint is not None:
+        say(f"resuming from {checkpoint.name}")
+    if run.is_main_process:  # once the model loaded: a run that cannot start binds nothing
+        write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+
+
+def _train_sft(
+    run: PreparedRun,
+    callbacks: Sequence[TrainerCallback],
+    checkpoint: Path | None,
+    started: float,
+) -> TrainingManifest:
     sft, data = run.recipe.args, run.data
     validation_rows = len(data.validation) if data.validation is not None else 0
-    say(f"recipe {run.recipe.source} -> {run.output_dir}")
     say(
         f"data {data.path} (kind {data.kind or 'unknown'}): {len(data.train)} train, "
         f"{validation_rows} validation examples"
@@ -506,12 +569,7 @@ def train(
         )
     if dropped:
         say(f"warning: {dropped} examples dropped: their prompt alone fills max_length")
-    if checkpoint is not None:
-        say(f"resuming from {checkpoint.name}")
-    if run.is_main_process:  # once the model loaded: a run that cannot start binds nothing
-        write_atomic(run.output_dir / RECIPE_NAME, recipe_yaml(run.recipe))
-
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    train_from(run, trainer, checkpoint)
     history = list(trainer.state.log_history)  # the curves: before the final evaluation
     eval_loss = None
     if data.validation is not None:
@@ -536,14 +594,10 @@ def train(
     eval_losses_start = [
         float(entry["eval_loss"]) for entry in history if "eval_loss" in entry and not entry["step"]
     ]
-    record = run_record(run, trainer, started, checkpoint)
-    losses: list[LossPoint] = record["train_losses"]
     manifest = TrainingManifest(
-        **record,
+        **run_record(run, trainer, started, checkpoint),
         batching=batching,
         lora_merged=bool(run.recipe.model.use_peft),
-        train_loss_first=losses[0].loss if losses else None,
-        train_loss_final=losses[-1].loss if losses else None,
         eval_loss_start=eval_losses_start[0] if eval_losses_start else None,
         eval_loss=eval_loss,
         padding_waste=trainer.padding_meter.waste,

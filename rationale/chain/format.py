@@ -144,6 +144,22 @@ class Rationale(BaseModel):
         raise KeyError(f"rationale has no step {name!r}; it has {self.step_names()}")
 
 
+class QuestionRationale(BaseModel):
+    """A question's rationale as a JSONL record holds it: the question's id and database,
+    then the rationale's steps and final query as fields of their own."""
+
+    question_id: int
+    db_id: str
+    steps: list[RationaleStep]
+    final_explanation: str
+    final_sql: str
+
+    def rationale(self) -> Rationale:
+        return Rationale(
+            steps=self.steps, final_explanation=self.final_explanation, final_sql=self.final_sql
+        )
+
+
 def _with_query(steps: list[RationaleStep], main: str) -> str:
     """`WITH <steps> <main>`, merging a WITH clause that `main` itself starts with.
 

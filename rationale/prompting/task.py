@@ -169,6 +169,22 @@ class PromptSettings(BaseModel):
     schema_style: SchemaStyle = "sql"
     source: str = "config"  # where the settings were read
 
+    def prompter(
+        self, split: BirdSplit, tokenizer: Any | None, prompts_dir: Path | None = None
+    ) -> TaskPrompter:
+        """The prompter that builds prompts as these settings say, `tokenizer` (a loaded
+        one, of `self.tokenizer` or the model) counting the budget."""
+        return TaskPrompter(
+            kind=self.kind,
+            split=split,
+            tokenizer=tokenizer,
+            max_prompt_tokens=self.max_prompt_tokens,
+            schema_max_chars=self.schema_max_chars,
+            sample_values=self.schema_sample_values,
+            schema_style=self.schema_style,
+            prompts_dir=prompts_dir,
+        )
+
 
 EXPORT_MANIFEST = "export.json"
 TRAINING_MANIFEST = "training_manifest.json"
@@ -233,19 +249,38 @@ def prompter_for(
                 f"tokenizer cannot be loaded here ({error}); name it with --tokenizer (the "
                 "trained model's folder or a local model name)"
             ) from None
-    return TaskPrompter(
-        kind=settings.kind,
-        split=split,
-        tokenizer=tokenizer,
-        max_prompt_tokens=settings.max_prompt_tokens,
-        schema_max_chars=settings.schema_max_chars,
-        sample_values=settings.schema_sample_values,
-        schema_style=settings.schema_style,
-        prompts_dir=prompts_dir,
+    return settings.prompter(split, tokenizer, prompts_dir)
+
+
+class PromptBudget(BaseModel):
+    """The config keys that shape a prompt: export builds its dataset with them (and
+    records them), annotate and predict fall back on them when no dataset says."""
+
+    CLI_PANEL: ClassVar[str] = "Prompt"
+
+    max_prompt_tokens: int | None = Field(
+        default=2048,
+        ge=64,
+        description="Prompt tokens at most, chat template included (empty: no budget).",
+    )
+    schema_max_chars: int | None = Field(
+        default=12000, ge=200, description="Schema characters at most per prompt."
+    )
+    schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
+    schema_style: SchemaStyle = Field(
+        default="sql",
+        description="sql: CREATE TABLE statements with descriptions and samples as comments; "
+        "compact: one line per table (columns, types, keys), about half the tokens, for "
+        "small models with short contexts.",
     )
 
+    def budget_settings(self, kind: TaskKind, tokenizer: str | None) -> PromptSettings:
+        """These keys as the settings of `kind` prompts, `tokenizer` counting the budget."""
+        budget = self.model_dump(include=set(PromptBudget.model_fields))
+        return PromptSettings(kind=kind, tokenizer=tokenizer, **budget)
 
-class PromptOptions(BaseModel):
+
+class PromptOptions(PromptBudget):
     """How a stage asks a trained model (annotate, predict): as its training data did."""
 
     model_config = ConfigDict(extra="forbid")
@@ -255,22 +290,11 @@ class PromptOptions(BaseModel):
     prompts: Path | None = Field(
         default=None,
         description="Exported dataset folder whose prompt settings to use (default: the "
-        "dataset named in the model folder's training manifest, else the keys below).",
+        "dataset named in the model folder's training manifest, else the prompt keys given "
+        "here).",
     )
     tokenizer: str | None = Field(
         default=None, description="Tokenizer counting the prompt budget (default: the model)."
-    )
-    max_prompt_tokens: int | None = Field(
-        default=2048, ge=64, description="Prompt tokens at most when no dataset says."
-    )
-    schema_max_chars: int | None = Field(
-        default=12000, ge=200, description="Schema characters at most when no dataset says."
-    )
-    schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
-    schema_style: SchemaStyle = Field(
-        default="sql",
-        description="Schema rendering when no dataset says: sql (CREATE TABLE with comments) "
-        "or compact (one line per table, about half the tokens).",
     )
 
     def prompt_settings(self, model: str, kind: TaskKind) -> PromptSettings:
@@ -286,11 +310,4 @@ class PromptOptions(BaseModel):
         trained = trained_prompt_settings(model, kind)
         if trained is not None:
             return trained
-        return PromptSettings(
-            kind=kind,
-            tokenizer=self.tokenizer,
-            max_prompt_tokens=self.max_prompt_tokens,
-            schema_max_chars=self.schema_max_chars,
-            schema_sample_values=self.schema_sample_values,
-            schema_style=self.schema_style,
-        )
+        return self.budget_settings(kind, self.tokenizer)

@@ -22,7 +22,7 @@ from sqlglot.errors import SqlglotError
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
 from bird.schema import table_columns
-from rationale.chain.format import Rationale, RationaleStep, render_rationale
+from rationale.chain.format import QuestionRationale, Rationale, render_rationale
 from rationale.config import OUTPUT_FILE, SplitDir, StageConfig
 from rationale.decomposer.builder import (
     DIALECT,
@@ -38,16 +38,11 @@ NAME = "decompose"
 ValidationStatus = Literal["ex_equal", "failed", "not_validated"]
 
 
-class DecompositionRecord(BaseModel):
+class DecompositionRecord(QuestionRationale):
     """One line of `rationale decompose` output."""
 
     model_config = ConfigDict(frozen=True)
 
-    question_id: int
-    db_id: str
-    steps: list[RationaleStep]
-    final_explanation: str
-    final_sql: str
     text: str  # the rendered rationale (what a model reads)
     structured: bool  # False: the one-step fallback chain
     fallback_reason: str | None = None
@@ -56,12 +51,7 @@ class DecompositionRecord(BaseModel):
     assembles: bool  # the assembled query parses as one SQLite query
     validation: ValidationStatus
     validation_detail: str = ""  # failed checks, or why it was not validated
-    failed_checks: list[str] = []
-
-    def rationale(self) -> Rationale:
-        return Rationale(
-            steps=self.steps, final_explanation=self.final_explanation, final_sql=self.final_sql
-        )
+    failed_checks: list[str] = Field(default_factory=list)
 
 
 class UndecomposableRecord(BaseModel):

@@ -41,12 +41,12 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdSplit, data_origin, load_split
-from bird.schema import SchemaStyle
 from rationale.config import OUTPUT_FOLDER, SplitDir, StageConfig
 from rationale.llm.types import ChatMessage
 from rationale.prompting.task import (
     TASK_KINDS,
     TEMPLATES,
+    PromptBudget,
     TaskKind,
     TaskPrompter,
     completion_text,
@@ -89,7 +89,7 @@ SOURCES: tuple[RationaleSource, ...] = ("seed", "decompose", "teacher", "rationa
 COMPLETION_SOURCES: tuple[str, ...] = (*SOURCES, "gold")
 
 
-class ExportConfig(StageConfig):
+class ExportConfig(StageConfig, PromptBudget):
     """Build one training dataset of `kind` from a run directory."""
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"out"})
@@ -118,22 +118,6 @@ class ExportConfig(StageConfig):
         default=None,
         description="The training recipe that will use this dataset (a shipped name or a "
         "file): its model's tokenizer budgets the prompts unless --tokenizer is given.",
-    )
-    max_prompt_tokens: int | None = Field(
-        default=2048,
-        ge=64,
-        description="Prompt tokens at most (chat template included); the schema is cut to "
-        "fit. Empty: no budget.",
-    )
-    schema_max_chars: int | None = Field(
-        default=12000, ge=200, description="Schema text budget per prompt (characters)."
-    )
-    schema_sample_values: int = Field(default=3, ge=0, description="Sample values per column.")
-    schema_style: SchemaStyle = Field(
-        default="sql",
-        description="sql: CREATE TABLE statements with descriptions and samples as comments; "
-        "compact: one line per table (columns, types, keys), about half the tokens, for "
-        "small models with short contexts.",
     )
     eval_fraction: float = Field(
         default=0.05,
@@ -457,22 +441,13 @@ def run(
         f"the {config.kind} dataset of {run_dir.root}",
     )
     tokenizer = load_tokenizer(config.tokenizer) if config.max_prompt_tokens else None
-
-    def prompter_of(kind: TaskKind) -> TaskPrompter:
-        return TaskPrompter(
-            kind=kind,
-            split=split,
-            tokenizer=tokenizer,
-            max_prompt_tokens=config.max_prompt_tokens,
-            schema_max_chars=config.schema_max_chars,
-            sample_values=config.schema_sample_values,
-            schema_style=config.schema_style,
-        )
-
-    prompter = prompter_of(prompt_kind(config.kind))
+    settings = config.budget_settings(prompt_kind(config.kind), config.tokenizer)
+    prompter = settings.prompter(split, tokenizer)
     partner = None
     if config.kind in STUDENT_PARTNERS and config.questions == "covered" and tokenizer is not None:
-        partner = prompter_of(STUDENT_PARTNERS[config.kind])
+        partner = settings.model_copy(update={"kind": STUDENT_PARTNERS[config.kind]}).prompter(
+            split, tokenizer
+        )
     records, left_out = build_records(config, split, entries, prompter, progress, partner)
     if left_quarantined:
         left_out["quarantined by the audit"] = left_quarantined
@@ -591,7 +566,7 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[ExportRecord]]
     """README.md with YAML metadata, as the Hugging Face Hub reads it: where the data comes
     from (BIRD, the embedded demo or another folder) and under which license, the model
     whose tokenizer budgeted the prompts, counts and coverage by source."""
-    import yaml
+    from training.card import card_head  # rationale imports training only lazily
 
     kind: ExportKind = manifest["kind"]
     origin = manifest["source"]
@@ -636,12 +611,7 @@ def dataset_card(manifest: dict[str, Any], splits: dict[str, list[ExportRecord]]
     }.get(kind, "Every rationale in it was validated by execution against its gold query.")
     lengths = manifest.get("completion_tokens")
     lines = [
-        "---",
-        yaml.safe_dump(metadata, sort_keys=False).rstrip(),
-        "---",
-        "",
-        f"# sql-rationale {kind} dataset",
-        "",
+        *card_head(metadata, f"sql-rationale {kind} dataset"),
         f"{_DESCRIPTIONS[kind]}, in conversational "
         + (
             "prompt form (TRL's GRPO format)"

@@ -8,12 +8,11 @@ goes into training on it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import load_split
@@ -26,8 +25,8 @@ from rationale.rewards.scoring import (
     RewardQuestion,
     RewardScorer,
 )
-from rationale.run_dir import rewrite_jsonl
-from rationale.stages.validate import InputError
+from rationale.run_dir import read_input_jsonl, rewrite_jsonl
+from rationale.stages.validate import InputError, gradable_example
 
 NAME = "reward"
 BATCH = 64  # answers scored together (one pool round trip)
@@ -83,6 +82,9 @@ class RewardConfig(StageConfig):
         return {**DEFAULT_WEIGHTS, **given}
 
 
+ANSWER_LINE = 'each line is {"question_id": <int>, "completion": "<the model\'s text>"}'
+
+
 class AnswerLine(BaseModel):
     question_id: int
     completion: str
@@ -114,46 +116,15 @@ class RewardReport(BaseModel):
     output: str | None
 
 
-def _read_answers(path: Path) -> list[tuple[int, AnswerLine]]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; pass a JSONL file of answers to --input")
-    answers = []
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                answers.append((number, AnswerLine.model_validate(json.loads(text))))
-            except (ValueError, ValidationError) as error:
-                raise InputError(
-                    f"{path}:{number}: not an answer line ({str(error).splitlines()[0]}); each "
-                    'line is {"question_id": <int>, "completion": "<the model\'s text>"}'
-                ) from None
-    if not answers:
-        raise InputError(f"{path} holds no answers")
-    return answers
-
-
 def run(config: RewardConfig, *, progress: ProgressCallback = no_progress) -> RewardReport:
     clock = time.perf_counter()
     split = load_split(config.data)
-    by_id = {}
-    for example in split.examples:
-        by_id.setdefault(example.question_id, example)
-    answers = _read_answers(config.input)
+    answers = read_input_jsonl(config.input, AnswerLine, what="an answer line", advice=ANSWER_LINE)
+    if not answers:
+        raise InputError(f"{config.input} holds no answers")
     questions = []
     for number, answer in answers:
-        example = by_id.get(answer.question_id)
-        if example is None:
-            raise InputError(
-                f"{config.input}:{number}: question_id {answer.question_id} is not a question "
-                f"of {config.data}: give the split the answers answer"
-            )
-        if not split.has_database(example.db_id):
-            raise InputError(
-                f"{config.input}:{number}: the database {example.db_id} of question "
-                f"{answer.question_id} is not under {split.databases_dir}"
-            )
+        example = gradable_example(split, answer.question_id, f"{config.input}:{number}")
         questions.append(
             RewardQuestion(
                 question_id=example.question_id,

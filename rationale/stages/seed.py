@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
-from rationale.chain.format import Rationale, RationaleStep
+from rationale.chain.format import QuestionRationale
 from rationale.config import SeedFile, SplitDir, StageConfig
 from rationale.prompting.templates import PROMPTS_DIR
 from rationale.records.leakage import refuse_evaluation_split
@@ -79,22 +79,12 @@ class SeedFileError(ValueError):
     """A line of the seed file is not a seed; the message names file and line."""
 
 
-class SeedRecord(BaseModel):
+class SeedRecord(QuestionRationale):
     """One line of prompts/seeds.jsonl."""
 
     model_config = ConfigDict(extra="forbid")
 
-    question_id: int
-    db_id: str
-    steps: list[RationaleStep]
-    final_explanation: str
-    final_sql: str
     patterns: list[str] = Field(default_factory=list)
-
-    def rationale(self) -> Rationale:
-        return Rationale(
-            steps=self.steps, final_explanation=self.final_explanation, final_sql=self.final_sql
-        )
 
 
 class SeedOutcome(BaseModel):

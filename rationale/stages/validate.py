@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import ClassVar
@@ -10,10 +9,10 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from bird.console import ProgressCallback, no_progress
-from bird.data import load_split
+from bird.data import BirdExample, BirdSplit, load_split
 from rationale.chain.format import Rationale, RationaleStep
 from rationale.config import OUTPUT_FILE, SplitDir, StageConfig
-from rationale.run_dir import rewrite_jsonl
+from rationale.run_dir import bad_line, read_input_jsonl, rewrite_jsonl
 from rationale.validation.checks import CHECK_NAMES, ValidationItem, validate_many
 from rationale.validation.robust import RobustConfig
 
@@ -52,36 +51,41 @@ class InputError(ValueError):
     """A bad input line; the message names the file and line."""
 
 
-def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return f"{where}: {first['msg']}" if where else first["msg"]
+RECORD_LINE = (
+    'each line needs question_id, db_id and either "text" (a rendered rationale) or "steps" '
+    'and "final_sql"'
+)
 
 
 def load_records(path: Path) -> list[tuple[int, RationaleRecord, Rationale | str]]:
-    """(line number, record, rationale) for every non-blank line; InputError on a bad one."""
-    if not path.is_file():
-        raise InputError(f"{path}: no such file; pass a JSONL file of rationales to --input")
+    """(line number, record, rationale) for every non-blank line; RecordFileError on a bad one."""
     records = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = RationaleRecord.model_validate(json.loads(line))
-                rationale = record.rationale()
-            except json.JSONDecodeError as error:
-                raise InputError(
-                    f"{path}:{number}: not valid JSON ({error.msg}); each line must be one "
-                    "JSON object"
-                ) from error
-            except ValidationError as error:
-                raise InputError(
-                    f"{path}:{number}: {_describe(error)}. Each line needs question_id, db_id "
-                    'and either "text" (a rendered rationale) or "steps" and "final_sql"'
-                ) from error
-            records.append((number, record, rationale))
+    for number, record in read_input_jsonl(
+        path, RationaleRecord, what="a rationale line", advice=RECORD_LINE
+    ):
+        try:
+            rationale = record.rationale()
+        except ValidationError as error:
+            raise bad_line(path, number, "a rationale line", error, RECORD_LINE) from None
+        records.append((number, record, rationale))
     return records
+
+
+def gradable_example(split: BirdSplit, question_id: int, where: str) -> BirdExample:
+    """The question `question_id` of `split`, whose database is present; an InputError
+    naming `where` (the file and line asking for it) when there is none."""
+    try:
+        example = split.example(question_id)
+    except KeyError as error:
+        raise InputError(
+            f"{where}: {error.args[0]}: pass --data the split the lines come from"
+        ) from None
+    if not split.has_database(example.db_id):
+        raise InputError(
+            f"{where}: database {example.db_id!r} of question {question_id} is missing at "
+            f"{split.database_path(example.db_id)}"
+        )
+    return example
 
 
 class ValidateConfig(StageConfig):
@@ -137,19 +141,11 @@ def validation_items(data: Path, input_path: Path) -> list[ValidationItem]:
     split = load_split(data)
     items: list[ValidationItem] = []
     for number, record, rationale in load_records(input_path):
-        try:
-            example = split.example(record.question_id)
-        except KeyError as error:
-            raise InputError(f"{input_path}:{number}: {error.args[0]}") from error
+        example = gradable_example(split, record.question_id, f"{input_path}:{number}")
         if example.db_id != record.db_id:
             raise InputError(
                 f"{input_path}:{number}: db_id {record.db_id!r} does not match question "
                 f"{record.question_id}'s database {example.db_id!r} in {split.root}"
-            )
-        if not split.has_database(example.db_id):
-            raise InputError(
-                f"{input_path}:{number}: database {example.db_id!r} is missing at "
-                f"{split.database_path(example.db_id)}"
             )
         items.append(
             ValidationItem(
