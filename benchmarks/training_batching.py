@@ -1,13 +1,17 @@
 """Batching for SFT on this machine: padding waste and training speed, side by side.
 
     python benchmarks/training_batching.py [--bird ../shared/bird] [--steps 4] [--rounds 3]
-        [--schema linked|full] [--recipe rationalizer-tiny] [--packed]
+        [--schema-style compact|sql] [--max-prompt-tokens 512] [--recipe rationalizer-tiny]
+        [--packed]
 
-Builds the rationalizer dataset from the BIRD train questions of beer_factory (prompt: schema,
-question, evidence, gold SQL; completion: the symbolic decomposer's rationale), then trains
-the tiny recipe from the same start with each batching below, for --steps timed optimizer
-steps each, in --rounds alternating rounds (a round per batching, then again with the next
-data seed), so that a machine whose load changes slows every batching alike:
+Builds the rationalizer dataset as the training tests do, with the real stages: `rationale
+seed` on the BIRD train questions of beer_factory (bootstrap decompose: the validated seeds
+and the symbolic decomposer's validated chains), then `rationale export --kind rationalizer`
+(prompt: schema, question, evidence, gold SQL, budgeted in the tiny model's tokens;
+completion: the pooled rationale). It then trains the tiny recipe from the same start with
+each batching below, for --steps timed optimizer steps each, in --rounds alternating rounds
+(a round per batching, then again with the next data seed), so that a machine whose load
+changes slows every batching alike:
 
 - random-order padding: `train_sampling_strategy: random`, batches padded to their longest;
 - the recipe's batching as resolved on this machine (on a CPU: length-grouped padding);
@@ -34,7 +38,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +114,16 @@ def cpu_pressure() -> str:
     return f"{float(fields['avg60']):.0f}% (load average {os.getloadavg()[0]:.1f})"
 
 
+def dataset_summary(dataset: Path, builder: Any) -> str:
+    """Rows and token lengths (prompt plus completion) of the exported train split."""
+    count = builder.token_counter(builder.tiny_model_dir())
+    lengths = sorted(count(record) for record in builder.exported_records(dataset, ("train",)))
+    return (
+        f"{len(lengths)} train records of {lengths[0]}-{lengths[-1]} tokens "
+        f"(median {statistics.median(lengths):.0f})"
+    )
+
+
 def measure(
     name: str, recipe: str, dataset: Path, work: Path, steps: int, seed: int, **keys: Any
 ) -> Measurement:
@@ -151,18 +165,34 @@ def main() -> None:
     parser.add_argument("--bird", type=Path, default=Path("../shared/bird"))
     parser.add_argument("--steps", type=int, default=4, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
-    parser.add_argument("--schema", choices=["linked", "full"], default="linked")
+    parser.add_argument(
+        "--schema-style", choices=["compact", "sql"], default="compact", help="export's schema"
+    )
+    parser.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        help="export's prompt budget (default: the training tests' full datasets)",
+    )
     parser.add_argument("--recipe", default="rationalizer-tiny")
     parser.add_argument("--packed", action="store_true", help="also measure BFD packing")
     args = parser.parse_args()
 
     console = Console(stderr=False, width=130)
+    builder = export_builder()
+    settings = replace(
+        builder.FULL_EXPORT,
+        schema_style=args.schema_style,
+        max_prompt_tokens=args.max_prompt_tokens or builder.FULL_EXPORT.max_prompt_tokens,
+    )
     with tempfile.TemporaryDirectory(prefix="training-batching-") as folder:
         work = Path(folder)
         with contextlib.redirect_stderr(io.StringIO()):
-            dataset = export_builder().build_export(
-                work / "rationalizer", "rationalizer", args.bird / "train", schema_mode=args.schema
+            run = builder.seeded_run(work / "run", args.bird.resolve() / "train")
+            dataset = builder.export_dataset(
+                run, "rationalizer", work / "rationalizer", settings, builder.tiny_model_dir()
             )
+        console.print(f"dataset: {dataset_summary(dataset, builder)}")
         console.print(f"CPU pressure before: {cpu_pressure()}")
         runs = [("random-order padding", {"train_sampling_strategy": "random"}), ("recipe", {})]
         if args.packed:
@@ -187,7 +217,8 @@ def main() -> None:
 
     baseline = results[0]
     table = Table(
-        title=f"SFT batching, {args.recipe} on the rationalizer dataset ({args.schema} schema)"
+        title=f"SFT batching, {args.recipe} on the rationalizer dataset "
+        f"({settings.schema_style} schema, prompts of at most {settings.max_prompt_tokens} tokens)"
     )
     columns = (
         "batching",

@@ -1,7 +1,10 @@
 """Exported training datasets for the training benchmarks, built as the training tests build them.
 
-The builder (`build_export`) lives in tests/training/conftest.py, whose tests are its first
-user; test folders are not an importable package, so the module is loaded from its path.
+The builders run the real stages: `seeded_run` (`rationale seed` with bootstrap decompose on
+one train database), `export_dataset` and `export_fitting` (`rationale export`), with the
+tests' settings (`FULL_EXPORT`, ...). They live in tests/training/conftest.py, whose tests
+are their first user; test folders are not an importable package, so the module is loaded
+from its path.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ CONFTEST = Path(__file__).resolve().parents[1] / "tests" / "training" / "conftes
 
 @functools.cache
 def export_builder() -> ModuleType:
-    """tests/training/conftest.py as a module: `build_export`, `resolve_tiny`, the prompts."""
+    """tests/training/conftest.py as a module: the stage runners, settings, `resolve_tiny`."""
     spec = importlib.util.spec_from_file_location("training_test_datasets", CONFTEST)
     if spec is None or spec.loader is None:
         raise SystemExit(f"cannot load the dataset builder from {CONFTEST}")

