@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
@@ -290,6 +291,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A shell without job control starts background commands with SIGINT ignored, and an
+    # ignored signal stays ignored in every child: the Ctrl-C tests' commands would never
+    # see the interrupt they are sent. Python's own handler here makes children start with
+    # the default one, as under a terminal.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if config.getoption("--bird-layout", default="as-is") != "merged":
         return
     source = _bird_root()
