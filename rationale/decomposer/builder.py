@@ -28,6 +28,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
+from bird.data import BirdSplit
+from bird.schema import table_columns
 from rationale.chain.format import Rationale, RationaleStep
 from rationale.chain.sql_ast import DIALECT, has_aggregate, to_sql
 from rationale.decomposer.drafts import Chain, Draft, Schema, Unsupported
@@ -153,6 +155,11 @@ def parse_gold(sql: str) -> exp.Query:
     if len(statements) != 1 or not isinstance(statements[0], exp.Query):
         raise DecompositionError("the gold query is not a single SELECT statement")
     return statements[0]
+
+
+def database_schema(split: BirdSplit, db_id: str) -> Schema | None:
+    """Table -> columns for a database that is present (exact star and correlation checks)."""
+    return table_columns(split.database_path(db_id)) if split.has_database(db_id) else None
 
 
 def decompose_sql(sql: str, schema: Schema | None = None) -> Decomposition:

@@ -29,9 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bird.data import load_split
-from bird.schema import table_columns
 from rationale.chain.format import render_rationale
-from rationale.decomposer.builder import DecompositionError, decompose_sql
+from rationale.decomposer.builder import DecompositionError, database_schema, decompose_sql
 
 REFUSAL = "I cannot decompose this query."
 
@@ -45,11 +44,7 @@ class SymbolicTeacher:
         for split_dir in split_dirs:
             split = load_split(split_dir)
             wanted = set(db_ids or split.db_ids())
-            schemas = {
-                db: table_columns(split.database_path(db)) if split.has_database(db) else None
-                for db in split.db_ids()
-                if db in wanted
-            }
+            schemas = {db: database_schema(split, db) for db in split.db_ids() if db in wanted}
             for example in split.examples:
                 if example.db_id not in wanted:
                     continue

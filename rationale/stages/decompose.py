@@ -21,7 +21,6 @@ from sqlglot.errors import SqlglotError
 
 from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, BirdSplit, load_split
-from bird.schema import table_columns
 from rationale.chain.format import QuestionRationale, Rationale, render_rationale
 from rationale.config import OUTPUT_FILE, SplitDir, StageConfig
 from rationale.decomposer.builder import (
@@ -29,6 +28,7 @@ from rationale.decomposer.builder import (
     Decomposition,
     DecompositionError,
     Schema,
+    database_schema,
     decompose_sql,
     fallback_decomposition,
 )
@@ -60,11 +60,6 @@ class UndecomposableRecord(BaseModel):
     question_id: int
     db_id: str
     error: str
-
-
-def database_schema(split: BirdSplit, db_id: str) -> Schema | None:
-    """Table -> columns for a database that is present (exact star and correlation checks)."""
-    return table_columns(split.database_path(db_id)) if split.has_database(db_id) else None
 
 
 def assembles(rationale: Rationale) -> bool:

@@ -37,7 +37,7 @@ from bird.console import ProgressCallback, no_progress
 from bird.data import BirdExample, load_split
 from bird.schema import load_schema, render_schema
 from rationale.chain.format import Rationale
-from rationale.decomposer.builder import DecompositionError, decompose_sql
+from rationale.decomposer.builder import DecompositionError, database_schema, decompose_sql
 from rationale.llm import ChatBackend
 from rationale.prompting.retrieval import ShotQuery, build_retriever
 from rationale.prompting.teacher import (
@@ -60,7 +60,6 @@ from rationale.rounds.loop import (
     rounds_summary,
 )
 from rationale.run_dir import RunConfigError, RunDir, read_jsonl, write_text_atomic
-from rationale.stages.decompose import database_schema
 
 NAME = "distill"
 PromptModeName = Literal["free", "skeleton"]

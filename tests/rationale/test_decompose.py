@@ -19,11 +19,10 @@ from bird.data import load_split
 from bird.executor import execute_sql
 from rationale.chain.format import Rationale, parse_rationale
 from rationale.cli import app
-from rationale.decomposer.builder import DecompositionError, decompose_sql
+from rationale.decomposer.builder import DecompositionError, database_schema, decompose_sql
 from rationale.stages.decompose import (
     DecompositionRecord,
     coverage,
-    database_schema,
     decompose_examples,
 )
 

@@ -15,9 +15,8 @@ from bird.data import load_split
 from bird.executor import execute_sql
 from rationale.chain.format import Rationale
 from rationale.decomposer import rules as rules_package
-from rationale.decomposer.builder import decompose_sql
+from rationale.decomposer.builder import database_schema, decompose_sql
 from rationale.decomposer.rules import RULES
-from rationale.stages.decompose import database_schema
 
 
 def _assert_ex_equal(db: Path, rationale: Rationale, gold_sql: str) -> None:
